@@ -1,0 +1,1 @@
+"""hierbench: benchmark harness for hierarchical edge-cloud training."""

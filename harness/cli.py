@@ -1,0 +1,126 @@
+"""Command line: `python run_bench.py --help` lists the commands.
+
+Every user-fixable problem is a HarnessError, printed as one line `error: ...` with exit 2.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harness.errors import HarnessError
+
+
+def _methods(text: str) -> list[str]:
+    from harness.methods import METHODS
+    return list(METHODS) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """hierbench: benchmark hierarchical edge-cloud training against its baselines."""
+
+
+@cli.command()
+@click.option("--dataset", default="fashion_mnist", show_default=True,
+              help="fashion_mnist, cifar10, tiny_imagenet (fake: unit tests only)")
+@click.option("--data-root", default=None, help="dataset directory (CIFAR-10, Tiny ImageNet)")
+@click.option("--model", "arch", default="vgg16", show_default=True, help="vgg16 or resnet18")
+@click.option("--split", default=None, help="separation point (default: conv4 / layer2.1)")
+@click.option("--width", default=0.25, show_default=True, type=float)
+@click.option("--epochs", default=1, show_default=True, type=int)
+@click.option("--max-batches", default=None, type=int, help="cap on batches per epoch")
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--lr", default=0.05, show_default=True, type=float)
+@click.option("--subset", default=None, type=int, help="training samples to keep (seeded)")
+@click.option("--test-subset", default=None, type=int, help="test samples to keep (seeded)")
+@click.option("--methods", default="all", show_default=True,
+              help="comma list of hierarchical,split,cloud,edge or 'all'")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=2, show_default=True, type=int, help="torch threads")
+@click.option("--csv", "csv_path", default=None, help="also write the table to this CSV file")
+def train(dataset, data_root, arch, split, width, epochs, max_batches, batch_size, lr, subset,
+          test_subset, methods, seed, threads, csv_path) -> None:
+    """Train methods in one process (no network) and print accuracy and speed."""
+    import pandas as pd
+    import torch
+    from tqdm import tqdm
+
+    from harness.config import parse_scenario
+    from harness.local import batches_per_epoch, load_case_data, run_local
+
+    split = split or {"vgg16": "conv4", "resnet18": "layer2.1"}.get(arch, "conv4")
+    raw = {"name": "train", "dataset": {"name": dataset, "root": data_root, "subset": subset,
+                                        "test_subset": test_subset},
+           "model": {"arch": arch, "split": split, "width": width},
+           "training": {"epochs": epochs, "max_batches": max_batches, "batch_size": batch_size,
+                        "lr": lr, "seed": seed},
+           "methods": _methods(methods), "links": "none"}
+    scenario = parse_scenario(raw, "train")
+    if threads < 1:
+        raise HarnessError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    cases = scenario.cases()
+    train_data, test_data = load_case_data(cases[0])
+    rows = []
+    for case in cases:
+        total = batches_per_epoch(case, len(train_data)) * case.training.epochs
+        with tqdm(total=total, desc=f"{case.method:>12}", unit="batch", file=sys.stderr,
+                  leave=False, disable=None) as bar:
+            result, _ = run_local(case, train_data, test_data, on_step=bar.update)
+        rows.append({"method": result.method, "final_acc": result.final_acc,
+                     "edge_exit_acc": result.edge_exit_acc, "wall_s": result.wall_s,
+                     "samples_per_s": result.samples_per_s, "steps": result.steps})
+        click.echo(f"done {case.method}: final {result.final_acc:.4f} in {result.wall_s:.1f} s",
+                   err=True)
+    table = pd.DataFrame(rows)
+    click.echo(f"{arch} width {width} split {split} on {dataset} "
+               f"({len(train_data)} train / {len(test_data)} test samples, {epochs} epoch(s), "
+               f"in one process, {threads} threads)")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+    if csv_path:
+        table.to_csv(csv_path, index=False)
+
+
+@cli.command()
+@click.option("--model", "arch", default="vgg16", show_default=True)
+@click.option("--width", default=1.0, show_default=True, type=float)
+@click.option("--channels", default=3, show_default=True, type=int)
+@click.option("--classes", default=10, show_default=True, type=int)
+@click.option("--image-size", default=32, show_default=True, type=int)
+def splits(arch, width, channels, classes, image_size) -> None:
+    """Per separation point: activation size, parameters and forward FLOPs of each part."""
+    import pandas as pd
+
+    from harness.models import split_report
+
+    rows = split_report(arch, width=width, in_channels=channels, num_classes=classes,
+                        image_size=image_size)
+    table = pd.DataFrame([{
+        "split": r.split, "act_shape": "x".join(map(str, r.activation_shape)),
+        "act_bytes/sample": r.activation_bytes, "edge_params": r.edge_params,
+        "head_params": r.head_params, "cloud_params": r.cloud_params,
+        "edge_MFLOPs": r.edge_flops / 1e6, "head_MFLOPs": r.head_flops / 1e6,
+        "cloud_MFLOPs": r.cloud_flops / 1e6} for r in rows])
+    click.echo(f"{arch} width {width}, {channels}x{image_size}x{image_size} input, "
+               f"fp32 activations, forward FLOPs per sample (conv + linear)")
+    click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning HarnessError into one line and exit code 2."""
+    try:
+        rc = cli.main(args=argv, prog_name="run_bench.py", standalone_mode=False)
+    except HarnessError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    return rc if isinstance(rc, int) else 0

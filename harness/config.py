@@ -1,0 +1,299 @@
+"""Scenarios: YAML in, validated frozen dataclasses out, sweeps expanded into cases.
+
+    python run_bench.py run scenarios/quick.yaml --set training.lr=0.01
+
+A scenario is one YAML file; `--set key=value` overrides a dotted key before validation; any
+error names the field. `model.arch`, `model.split`, `codec`, `methods` and `links` may be lists
+(a sweep); `Scenario.cases()` expands the matrix into `Case`s, one per worker pair.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError
+
+CODECS = ("fp32", "fp16", "int8")
+DATA_MODES = ("epochs", "online")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "fashion_mnist"
+    root: str | None = None           # None: the Debian package (Fashion-MNIST only)
+    subset: int | None = None         # training samples kept (seeded); None: all
+    test_subset: int | None = None    # test samples kept; None: all
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "vgg16"
+    width: float = 0.25
+    split: str = "conv4"
+    exit_head: str = "dgl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    max_batches: int | None = None    # stop each epoch after this many batches
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    data_mode: str = "epochs"         # epochs: cloud-only caches uploads; online: one pass
+    queue_size: int = 2               # hierarchical/cloud in-flight batches on the edge
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    edge_cores: float = 1.0           # CPU cores (not a fraction of the machine)
+    cloud_cores: float = 1.0
+    edge_threads: int = 1             # torch intra-op threads per worker
+    cloud_threads: int = 1
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    goodput_ratio: float = 0.90       # measured / configured, per direction, at least
+    rtt_rel: float = 0.10             # |measured - profile| <= rtt_rel * profile + rtt_abs_ms
+    rtt_abs_ms: float = 1.0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fully resolved run: what a pair of workers receives."""
+    dataset: DatasetConfig
+    model: ModelConfig
+    training: TrainConfig
+    compute: ComputeConfig
+    method: str
+    codec: str = "fp32"
+    link: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.arch}-{self.model.split}-{self.codec}-{self.link or 'none'}-{self.method}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    archs: tuple[str, ...] = ("vgg16",)
+    splits: tuple[str, ...] = ("conv4",)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    methods: tuple[str, ...] = ("hierarchical", "split", "cloud", "edge")
+    links: tuple[str, ...] = ("3g",)
+    codecs: tuple[str, ...] = ("fp32",)
+    repetitions: int = 1
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    checks: tuple[str, ...] = ()
+
+    def cases(self) -> list[Case]:
+        """The sweep matrix, model-major; each arch takes only the split points it has."""
+        from harness.models import split_points
+        out = []
+        for arch, split, codec, link, method in itertools.product(
+                self.archs, self.splits, self.codecs, self.links, self.methods):
+            if split not in split_points(arch):
+                continue
+            model = dataclasses.replace(self.model, arch=arch, split=split)
+            out.append(Case(self.dataset, model, self.training, self.compute, method, codec, link))
+        return out
+
+
+SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": ComputeConfig,
+            "tolerances": Tolerances}
+TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
+            "links", "codec", "repetitions", "tolerances", "checks"}
+
+
+def _check_type(where: str, value: Any, annotation: str) -> Any:
+    """Coerce/check one scalar against a dataclass field's annotation string."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise HarnessError(f"{where}: must not be empty")
+    base = annotation.replace(" | None", "")
+    if base == "str":
+        if not isinstance(value, str):
+            raise HarnessError(f"{where}: expected a string, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise HarnessError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise HarnessError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    raise AssertionError(f"unhandled annotation {annotation}")
+
+
+def _section(cls, raw: Any, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise HarnessError(f"{where}.{key}: unknown key (known: {', '.join(known)})")
+    values = {k: _check_type(f"{where}.{k}", v, str(known[k].type)) for k, v in raw.items()}
+    return cls(**values)
+
+
+def _str_list(raw: Any, where: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise HarnessError(f"{where}: must not be empty")
+    for item in items:
+        if not isinstance(item, str):
+            raise HarnessError(f"{where}: expected a name or a list of names, got {item!r}")
+        if allowed is not None and item not in allowed:
+            raise HarnessError(f"{where}: unknown value '{item}' (known: {', '.join(allowed)})")
+    if len(set(items)) != len(items):
+        raise HarnessError(f"{where}: duplicate entries in {items}")
+    return tuple(items)
+
+
+def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
+    """Validate a scenario mapping; every error names the offending field."""
+    from harness.data import DATASETS
+    from harness.methods import METHODS, OPTIMIZERS
+    from harness.models import ARCHS, split_points
+
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{source}: expected a mapping at the top level")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise HarnessError(f"{source}: {key}: unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    if not isinstance(raw.get("name"), str) or not raw["name"].strip():
+        raise HarnessError(f"{source}: name: required, a non-empty string")
+    name = raw["name"]
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise HarnessError(f"{source}: name: only letters, digits, '-', '_' and '.' allowed")
+    sections = {key: _section(cls, raw.get(key), key) for key, cls in SECTIONS.items()}
+    model_raw = dict(raw.get("model") or {})
+    if not isinstance(raw.get("model", {}), (dict, type(None))):
+        raise HarnessError("model: expected a mapping")
+    archs = _str_list(model_raw.pop("arch", "vgg16"), "model.arch", ARCHS)
+    splits = _str_list(model_raw.pop("split", "conv4"), "model.split")
+    model = _section(ModelConfig, model_raw, "model")
+    for arch in archs:
+        valid = [s for s in splits if s in split_points(arch)]
+        if len(archs) == 1 and len(valid) != len(splits):
+            bad = [s for s in splits if s not in valid]
+            raise HarnessError(f"model.split: unknown split point {bad[0]!r} for {arch} "
+                               f"(valid: {', '.join(split_points(arch))})")
+        if not valid:
+            raise HarnessError(f"model.split: none of {list(splits)} is a split point of {arch}")
+    scenario = Scenario(
+        name=name, description=str(raw.get("description", "")), archs=archs, splits=splits,
+        model=model, methods=_str_list(raw.get("methods", list(METHODS)), "methods", METHODS),
+        links=_str_list(raw.get("links", "3g"), "links"),
+        codecs=_str_list(raw.get("codec", "fp32"), "codec", CODECS),
+        repetitions=_check_type("repetitions", raw.get("repetitions", 1), "int"),
+        checks=_str_list(raw["checks"], "checks") if raw.get("checks") else (),
+        **sections)
+    _validate_values(scenario, DATASETS, OPTIMIZERS)
+    return scenario
+
+
+def _validate_values(s: Scenario, datasets, optimizers) -> None:
+    t, c, d = s.training, s.compute, s.dataset
+    rules = [
+        (d.name in datasets, "dataset.name", f"unknown dataset '{d.name}' (known: {', '.join(datasets)})"),
+        (d.subset is None or d.subset > 0, "dataset.subset", "must be > 0"),
+        (d.test_subset is None or d.test_subset > 0, "dataset.test_subset", "must be > 0"),
+        (s.model.width > 0, "model.width", f"must be > 0, got {s.model.width}"),
+        (s.model.exit_head == "dgl", "model.exit_head", "unknown exit head (known: dgl)"),
+        (t.epochs >= 1, "training.epochs", "must be >= 1"),
+        (t.max_batches is None or t.max_batches >= 1, "training.max_batches", "must be >= 1"),
+        (t.batch_size >= 2, "training.batch_size", "must be >= 2 (BatchNorm needs 2 samples)"),
+        (t.optimizer in optimizers, "training.optimizer", f"unknown optimizer '{t.optimizer}'"),
+        (t.lr > 0, "training.lr", "must be > 0"),
+        (0 <= t.momentum < 1, "training.momentum", "must be in [0, 1)"),
+        (t.weight_decay >= 0, "training.weight_decay", "must be >= 0"),
+        (t.data_mode in DATA_MODES, "training.data_mode", f"must be one of {', '.join(DATA_MODES)}"),
+        (t.data_mode != "online" or t.epochs == 1, "training.epochs", "online mode is one pass: epochs must be 1"),
+        (t.queue_size >= 1, "training.queue_size", "must be >= 1"),
+        (c.edge_cores > 0, "compute.edge_cores", "must be > 0"),
+        (c.cloud_cores > 0, "compute.cloud_cores", "must be > 0"),
+        (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
+        (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
+        (s.repetitions >= 1, "repetitions", "must be >= 1"),
+        (0 < s.tolerances.goodput_ratio <= 1, "tolerances.goodput_ratio", "must be in (0, 1]"),
+        (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),
+    ]
+    for ok, where, message in rules:
+        if not ok:
+            raise HarnessError(f"{where}: {message}")
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `key.sub=value` overrides (values parsed as YAML) to a raw scenario mapping."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--set {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise HarnessError(f"--set {item!r}: value is not valid YAML") from None
+        node, parts = raw, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise HarnessError(f"--set {key}: '{part}' is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def load_scenario(path: str | Path, overrides: list[str] = ()) -> tuple[Scenario, dict]:
+    """Read, override and validate a scenario file; returns it and the resolved raw mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"scenario file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise HarnessError(f"{path}: not valid YAML{where}") from None
+    raw = apply_overrides(raw if isinstance(raw, dict) else {}, list(overrides)) \
+        if isinstance(raw, dict) else raw
+    return parse_scenario(raw, str(path)), raw
+
+
+def case_from_dict(raw: dict) -> Case:
+    """Rebuild a Case saved with `Case.to_dict` (what workers read)."""
+    try:
+        return Case(dataset=DatasetConfig(**raw["dataset"]), model=ModelConfig(**raw["model"]),
+                    training=TrainConfig(**raw["training"]),
+                    compute=ComputeConfig(**raw["compute"]), method=raw["method"],
+                    codec=raw.get("codec", "fp32"), link=raw.get("link"))
+    except (KeyError, TypeError) as exc:
+        raise HarnessError(f"case file is malformed: {exc}") from None
+
+
+def optim_config(t: TrainConfig):
+    from harness.methods import OptimConfig
+    return OptimConfig(t.optimizer, t.lr, t.momentum, t.weight_decay)

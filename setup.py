@@ -1,0 +1,4 @@
+"""Shim so `pip install -e .` works with setup.cfg-only metadata."""
+from setuptools import setup
+
+setup()

@@ -1,0 +1,57 @@
+"""The command line as a user runs it: one-line errors, non-zero exits, real tables."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--dataset", "cifar10", "--data-root", "/nonexistent/cifar"], "/nonexistent/cifar"),
+    (["train", "--model", "alexnet"], "model.arch"),
+    (["train", "--model", "vgg16", "--split", "layer2.1"], "unknown split point"),
+    (["train", "--width", "0"], "model.width"),
+    (["train", "--width", "-0.5"], "model.width"),
+    (["train", "--dataset", "imagenet"], "unknown dataset"),
+    (["train", "--methods", "hierarchical,teleport"], "methods"),
+    (["train", "--batch-size", "1"], "batch_size"),
+    (["splits", "--model", "lenet"], "unknown model"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, needle):
+    proc = run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_splits_table():
+    proc = run_cli("splits", "--model", "vgg16", "--width", "1")
+    assert proc.returncode == 0
+    assert "conv4" in proc.stdout and "128x8x8" in proc.stdout and "32768" in proc.stdout
+
+
+def test_train_prints_a_table_for_every_method(tmp_path):
+    out = tmp_path / "t.csv"
+    proc = run_cli("train", "--dataset", "fake", "--max-batches", "3", "--batch-size", "16",
+                   "--model", "resnet18", "--split", "layer1.0", "--csv", str(out))
+    assert proc.returncode == 0, proc.stderr
+    import pandas as pd
+    table = pd.read_csv(out)
+    assert list(table["method"]) == ["hierarchical", "split", "cloud", "edge"]
+    assert (table["steps"] == 3).all() and (table["wall_s"] > 0).all()
+    assert table["edge_exit_acc"].notna().tolist() == [True, False, False, False]
+    for method in table["method"]:
+        assert method in proc.stdout
+
+
+def test_help_lists_commands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "train" in proc.stdout and "splits" in proc.stdout
