@@ -107,6 +107,67 @@ def splits(arch, width, channels, classes, image_size) -> None:
     click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
+@cli.command()
+@click.option("--dataset", default="fashion_mnist", show_default=True)
+@click.option("--data-root", default=None)
+@click.option("--model", "arch", default="vgg16", show_default=True)
+@click.option("--split", default=None, help="separation point (default: conv4 / layer2.1)")
+@click.option("--width", default=0.25, show_default=True, type=float)
+@click.option("--max-batches", default=20, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--subset", default=None, type=int)
+@click.option("--test-subset", default=1000, show_default=True, type=int)
+@click.option("--methods", default="all", show_default=True)
+@click.option("--codec", default="fp32", show_default=True, help="fp32, fp16 or int8")
+@click.option("--queue-size", default=2, show_default=True, type=int)
+@click.option("--threads", default=1, show_default=True, type=int, help="torch threads per worker")
+def pair(dataset, data_root, arch, split, width, max_batches, batch_size, subset, test_subset,
+         methods, codec, queue_size, threads) -> None:
+    """Run methods as an edge process and a cloud process over loopback TCP; print totals."""
+    from harness.config import parse_scenario
+    from harness.local import load_case_data
+    from harness.results import new_run_dir
+    from harness.runner import evaluate_case, run_case
+
+    split = split or {"vgg16": "conv4", "resnet18": "layer2.1"}.get(arch, "conv4")
+    raw = {"name": "pair", "dataset": {"name": dataset, "root": data_root, "subset": subset,
+                                       "test_subset": test_subset},
+           "model": {"arch": arch, "split": split, "width": width}, "codec": codec,
+           "training": {"max_batches": max_batches, "batch_size": batch_size,
+                        "queue_size": queue_size},
+           "compute": {"edge_threads": threads, "cloud_threads": threads},
+           "methods": _methods(methods), "links": "loopback"}
+    cases = parse_scenario(raw, "pair").cases()
+    train_data, test_data = load_case_data(cases[0])
+    run_dir = new_run_dir("pair", extra_meta={"emulation": "none: loopback TCP, no shaping"})
+    click.echo(f"run directory: {run_dir}", err=True)
+    for i, case in enumerate(cases):
+        case_dir = run_dir / f"{i:02d}-{case.label}"
+        result = run_case(case, case_dir)
+        acc = evaluate_case(case, case_dir, train_data, test_data)
+        (case_dir / "accuracy.json").write_text(__import__("json").dumps(acc) + "\n")
+        click.echo(f"done {case.method}: {result['wall_s']:.2f} s training wall time", err=True)
+    _print_totals(run_dir)
+
+
+@cli.command("totals")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+def totals_cmd(run_dir) -> None:
+    """Print the per-case totals of a run directory (wall, busy per stage, bytes)."""
+    _print_totals(run_dir)
+
+
+def _print_totals(run_dir) -> None:
+    from harness.results import case_table
+    table = case_table(run_dir)
+    cols = [c for c in ("method", "codec", "link", "status", "steps", "wall_s", "edge_compute_s",
+                        "uplink_s", "cloud_compute_s", "downlink_s", "bytes_up_payload",
+                        "bytes_down_payload", "raw_bytes_to_cloud", "final_acc",
+                        "edge_exit_acc") if c in table]
+    click.echo(f"{run_dir}: training-phase totals per case (seconds, bytes; accuracy off the clock)")
+    click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning HarnessError into one line and exit code 2."""
     try:

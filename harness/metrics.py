@@ -1,0 +1,122 @@
+"""Append-only JSONL events from the workers, and the per-run totals derived from them.
+
+    python run_bench.py totals RUN_DIR
+
+Each worker writes `<role>.jsonl`, one object per line, flushed as written, so events survive a
+crash. Spans carry t_start/t_end in seconds of the worker's monotonic clock; the edge records
+the cloud clock's offset measured at connection set-up (`clock` event), and the loader maps
+cloud times onto the edge clock. This module reads files only: it imports neither torch nor
+the runner, so analysis runs anywhere.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+COMPUTE, SEND, RECV, WAIT = "compute", "send", "recv", "wait"
+
+
+class EventLog:
+    """Thread-safe JSONL writer for one worker."""
+
+    def __init__(self, path: Path, role: str):
+        self.role = role
+        self._file = open(path, "a", buffering=1, encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, event: str, **fields) -> None:
+        record = {"v": SCHEMA_VERSION, "role": self.role, "event": event, **fields}
+        line = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            self._file.write(line + "\n")
+            self._file.flush()
+
+    def point(self, event: str, **fields) -> None:
+        self.write(event, t=time.monotonic(), **fields)
+
+    @contextmanager
+    def span(self, event: str, step: int | None = None, **fields):
+        """Time the body; extra numbers may be added to the yielded dict before it ends."""
+        extra: dict = {}
+        start = time.monotonic()
+        yield extra
+        self.write(event, step=step, t_start=start, t_end=time.monotonic(), **fields, **extra)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def load_events(case_dir: str | Path) -> pd.DataFrame:
+    """All events of one case, cloud times mapped onto the edge clock (column `t_*` aligned)."""
+    case_dir = Path(case_dir)
+    frames = []
+    for role in ("edge", "cloud"):
+        path = case_dir / f"{role}.jsonl"
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            frames.append(pd.DataFrame(rows))
+    if not frames:
+        return pd.DataFrame(columns=["role", "event", "step", "t_start", "t_end"])
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("t_start", "t_end", "t", "step"):
+        if col not in df:
+            df[col] = float("nan")
+    offset = clock_offset(df)
+    cloud = df["role"] == "cloud"
+    for col in ("t_start", "t_end", "t"):
+        df.loc[cloud, col] = df.loc[cloud, col] - offset
+    return df
+
+
+def clock_offset(df: pd.DataFrame) -> float:
+    """cloud_clock - edge_clock as the edge measured it (0 when there was no connection)."""
+    clock = df[(df["role"] == "edge") & (df["event"] == "clock")]
+    return float(clock["offset_s"].iloc[-1]) if len(clock) else 0.0
+
+
+def _busy(df: pd.DataFrame, role: str, event: str) -> float:
+    rows = df[(df["role"] == role) & (df["event"] == event)]
+    return float((rows["t_end"] - rows["t_start"]).sum()) if len(rows) else 0.0
+
+
+def _sum(df: pd.DataFrame, role: str, event: str, col: str) -> int:
+    rows = df[(df["role"] == role) & (df["event"] == event)]
+    return int(rows[col].fillna(0).sum()) if col in rows and len(rows) else 0
+
+
+def totals(df: pd.DataFrame) -> dict:
+    """Per-run totals: wall time, busy time per stage, bytes per direction.
+
+    Wall time runs from the first batch's start (edge compute, or the edge's first upload for
+    cloud-only) to the end of the last compute step on either side. Uplink busy time is the
+    edge's time inside send calls (the kernel takes bytes at the link's pace once its socket
+    buffer is full); downlink busy time is the cloud's.
+    """
+    work = df[df["event"].isin([COMPUTE, SEND])]
+    if work.empty:
+        return {"wall_s": float("nan"), "steps": 0}
+    start = float(work["t_start"].min())
+    end = float(df[df["event"] == COMPUTE]["t_end"].max())
+    steps = df[(df["event"] == COMPUTE)]["step"].nunique()
+    return {
+        "wall_s": end - start,
+        "steps": int(steps),
+        "edge_compute_s": _busy(df, "edge", COMPUTE),
+        "uplink_s": _busy(df, "edge", SEND),
+        "cloud_compute_s": _busy(df, "cloud", COMPUTE),
+        "downlink_s": _busy(df, "cloud", SEND),
+        "edge_wait_s": _busy(df, "edge", WAIT),
+        "cloud_wait_s": _busy(df, "cloud", WAIT),
+        "bytes_up_payload": _sum(df, "edge", SEND, "bytes_payload"),
+        "bytes_up_total": _sum(df, "edge", SEND, "bytes_payload") + _sum(df, "edge", SEND, "bytes_framing"),
+        "bytes_down_payload": _sum(df, "cloud", SEND, "bytes_payload"),
+        "bytes_down_total": _sum(df, "cloud", SEND, "bytes_payload") + _sum(df, "cloud", SEND, "bytes_framing"),
+        "raw_bytes_to_cloud": _sum(df, "edge", SEND, "bytes_raw"),
+    }

@@ -1,0 +1,93 @@
+"""Run directories and what describes them; tables of per-case totals.
+
+    python run_bench.py totals results/pair/<UTC>_<commit8>/
+
+`results/<scenario>/<UTC>_<commit8>[-dirty]/`, never overwritten; `meta.json` says what code,
+machine and versions produced it. Reads files only (no torch), except `versions()` which asks
+installed packages for their version strings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the checkout, or ('unknown', True) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=REPO, capture_output=True, text=True).stdout.strip())
+        return commit, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "mininet", "pandas", "NetfilterQueue"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def new_run_dir(scenario: str, root: Path | None = None, extra_meta: dict | None = None) -> Path:
+    """Create results/<scenario>/<UTC>_<commit8>[-dirty]/ (never an existing one) with meta.json."""
+    commit, dirty = git_state()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = (root or REPO / "results") / scenario
+    name = f"{stamp}_{commit[:8]}{'-dirty' if dirty else ''}"
+    run_dir, n = base / name, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base / f"{name}.{n}"
+    run_dir.mkdir(parents=True)
+    meta = {"schema_version": SCHEMA_VERSION, "git_commit": commit, "git_dirty": dirty,
+            "created_utc": stamp, "host": platform.node(), "kernel": platform.release(),
+            "machine": platform.machine(), "cpus": os.cpu_count(), "versions": versions(),
+            "argv": sys.argv, **(extra_meta or {})}
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return run_dir
+
+
+def case_table(run_dir: Path) -> pd.DataFrame:
+    """One row per case directory: status, the case's key fields, totals and accuracy."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"run directory not found: {run_dir}")
+    rows = []
+    for case_dir in sorted(p for p in run_dir.iterdir() if (p / "case.json").exists()):
+        case = json.loads((case_dir / "case.json").read_text())
+        status = _read_json(case_dir / "status.json") or {"status": "unknown"}
+        row = {"case": case_dir.name, "method": case["method"], "arch": case["model"]["arch"],
+               "split": case["model"]["split"], "codec": case.get("codec"),
+               "link": case.get("link"), "status": status.get("status")}
+        row.update(_read_json(case_dir / "totals.json") or {})
+        row.update(_read_json(case_dir / "accuracy.json") or {})
+        rows.append(row)
+    if not rows:
+        raise HarnessError(f"no cases in {run_dir}")
+    return pd.DataFrame(rows)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

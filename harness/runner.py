@@ -1,0 +1,170 @@
+"""Run one case as two worker processes: start, wait ready, run, collect, evaluate.
+
+    python run_bench.py pair --methods all --max-batches 20
+
+A launcher decides where the workers run: `LocalLauncher` starts them as local processes
+(loopback, or two machines by hand); the Mininet topology provides one that starts them in its
+hosts. Whatever happens, every started process group is killed in `finally`, and the case
+directory records `status.json` (ok, or failed and why).
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from harness import methods as m
+from harness.config import Case
+from harness.data import ImageData
+from harness.errors import HarnessError
+from harness.local import build_model, eval_batches
+from harness.metrics import load_events, totals
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class LocalLauncher:
+    """Workers as local processes; the cloud listens on `host`."""
+    host: str = "127.0.0.1"
+    python: str = sys.executable
+    env: dict = field(default_factory=dict)
+
+    def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                          env.get("PYTHONPATH")]))
+        with open(log_path, "ab") as log:
+            return subprocess.Popen([self.python, "-m", f"harness.{role}", *args], stdout=subprocess.PIPE,
+                                    stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+
+    def cloud_listen(self) -> str:
+        return f"{self.host}:0"
+
+    def cloud_connect(self, ready: str) -> str:
+        return ready
+
+
+def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
+    """Read the cloud's stdout until its `READY host:port` line; returns host:port."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise HarnessError(f"cloud exited before READY (status {proc.wait()})")
+            buf += chunk
+            for line in buf.decode(errors="replace").splitlines():
+                if line.startswith("READY "):
+                    return line.split()[1]
+        raise HarnessError(f"cloud did not print READY within {timeout_s:.0f} s")
+    finally:
+        sel.close()
+
+
+def kill_group(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `grace_s`."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def last_error(log_path: Path) -> str:
+    lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float) -> None:
+    """Wait for every worker; the first non-zero exit fails the case (and stops the others)."""
+    deadline = time.monotonic() + timeout_s
+    pending = dict(procs)
+    while pending:
+        for role, proc in list(pending.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del pending[role]
+            if code != 0:
+                raise HarnessError(f"{role} worker failed (exit {code}): "
+                                   f"{last_error(case_dir / f'{role}.log')}")
+        if time.monotonic() > deadline:
+            raise HarnessError(f"workers still running after {timeout_s:.0f} s: {', '.join(pending)}")
+        time.sleep(0.05)
+
+
+def write_status(case_dir: Path, status: str, reason: str = "") -> None:
+    (case_dir / "status.json").write_text(json.dumps({"status": status, "reason": reason}) + "\n")
+
+
+def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0) -> dict:
+    """Run one case's workers to completion; returns the per-run totals (training only)."""
+    launcher = launcher or LocalLauncher()
+    case_dir.mkdir(parents=True, exist_ok=False)
+    (case_dir / "case.json").write_text(json.dumps(case.to_dict(), indent=2) + "\n")
+    procs: dict[str, subprocess.Popen] = {}
+    write_status(case_dir, "running")
+    try:
+        edge_args = ["--case-dir", str(case_dir)]
+        if case.method != "edge":
+            procs["cloud"] = launcher.start("cloud", ["--case-dir", str(case_dir), "--listen",
+                                                      launcher.cloud_listen()], case_dir / "cloud.log")
+            ready = wait_ready(procs["cloud"], READY_TIMEOUT_S)
+            edge_args += ["--connect", launcher.cloud_connect(ready)]
+        procs["edge"] = launcher.start("edge", edge_args, case_dir / "edge.log")
+        wait_workers(procs, case_dir, timeout_s)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        write_status(case_dir, "failed", reason or "interrupted")
+        raise
+    finally:
+        for proc in procs.values():
+            kill_group(proc)
+            if proc.stdout:
+                proc.stdout.close()
+    result = totals(load_events(case_dir))
+    write_status(case_dir, "ok")
+    (case_dir / "totals.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def load_part(case_dir: Path, name: str) -> dict:
+    path = case_dir / f"{name}.pt"
+    if not path.exists():
+        raise HarnessError(f"{path} missing: the worker did not save its part")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def evaluate_case(case: Case, case_dir: Path, train: ImageData, test: ImageData) -> dict:
+    """Accuracy of the final exit and (hierarchical) the edge exit, from the saved parts."""
+    model = build_model(case, train)
+    model.edge.load_state_dict(load_part(case_dir, "edge_part"))
+    model.cloud.load_state_dict(load_part(case_dir, "cloud_part"))
+    head = None
+    if case.method == "hierarchical":
+        model.exit_head.load_state_dict(load_part(case_dir, "exit_head"))
+        head = model.exit_head
+    return m.evaluate(model.edge, model.cloud, head, eval_batches(test))
