@@ -150,6 +150,20 @@ def pair(dataset, data_root, arch, split, width, max_batches, batch_size, subset
     _print_totals(run_dir)
 
 
+@cli.command("wire-bench")
+@click.option("--mib", default=4, show_default=True, type=int, help="tensor size")
+@click.option("--repeats", default=50, show_default=True, type=int)
+def wire_bench(mib, repeats) -> None:
+    """Framing throughput: one float32 tensor, encode+send+receive+decode over loopback TCP."""
+    from harness.wire import bench
+    if mib < 1 or repeats < 1:
+        raise HarnessError("--mib and --repeats must be >= 1")
+    r = bench(mib, repeats)
+    click.echo(f"wire framing, {mib} MiB float32 tensor over loopback TCP: median "
+               f"{r['median_s'] * 1e3:.2f} ms per frame = {r['gb_per_s']:.2f} GB/s "
+               f"(encode+send+receive+decode; {repeats} frames after 5 warm-up)")
+
+
 @cli.command("totals")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 def totals_cmd(run_dir) -> None:

@@ -9,6 +9,7 @@ after the handshake ends the run with a clear error.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server = socket.create_server((host, port), backlog=64)
         except OSError as exc:
-            raise HarnessError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise HarnessError(f"cannot listen on {host}:{port}: {reason}") from None
         bound = server.getsockname()
         print(f"READY {bound[0]}:{bound[1]}", flush=True)
         log.point("start", method=case.method, threads=case.compute.cloud_threads,
