@@ -182,6 +182,14 @@ def _print_totals(run_dir) -> None:
     click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
+def _register_bench_commands() -> None:
+    from harness.cli_bench import register
+    register(cli)
+
+
+_register_bench_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning HarnessError into one line and exit code 2."""
     try:
@@ -192,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
         return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -25,7 +25,8 @@ from harness.local import Augmenter, batches_per_epoch
 from harness.metrics import COMPUTE, EventLog
 from harness.models import SplitModel, build_split_model
 from harness.wire import Connection, WireError, decode_activation
-from harness.worker import Link, cloud_handshake, fail, load_case, parse_address, save_parts
+from harness.worker import (Link, cloud_handshake, fail, load_case, parse_address, save_parts,
+                            tune_socket)
 
 
 def build_model(case: Case) -> SplitModel:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                                   time.monotonic() + args.accept_timeout, 10.0)
         server.close()
         conn.sock.settimeout(args.idle_timeout)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_socket(conn.sock)
         conn.max_payload = args.max_payload_mib << 20
         link = Link(conn, log)
         PROTOCOLS[case.method](case, link, hello, args.case_dir)

@@ -69,6 +69,19 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class MeasureConfig:
+    """How the benchmark spends its time.
+
+    timing_batches: when set, runtime is measured under emulation on this many batches per
+    case and accuracy once per case on an unshaped loopback run of the full training budget
+    (valid because the update sequence does not depend on the link; a test checks it). When
+    None, every emulated case trains the full budget and both come from the same run.
+    """
+    timing_batches: int | None = None
+    calibrate_seconds: float = 3.0     # iperf3 seconds per direction in the link check
+
+
+@dataclass(frozen=True)
 class Case:
     """One fully resolved run: what a pair of workers receives."""
     dataset: DatasetConfig
@@ -102,6 +115,7 @@ class Scenario:
     codecs: tuple[str, ...] = ("fp32",)
     repetitions: int = 1
     tolerances: Tolerances = field(default_factory=Tolerances)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     checks: tuple[str, ...] = ()
 
     def cases(self) -> list[Case]:
@@ -118,9 +132,9 @@ class Scenario:
 
 
 SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": ComputeConfig,
-            "tolerances": Tolerances}
+            "tolerances": Tolerances, "measure": MeasureConfig}
 TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
-            "links", "codec", "repetitions", "tolerances", "checks"}
+            "links", "codec", "repetitions", "tolerances", "measure", "checks"}
 
 
 def _check_type(where: str, value: Any, annotation: str) -> Any:
@@ -241,6 +255,9 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (s.repetitions >= 1, "repetitions", "must be >= 1"),
         (0 < s.tolerances.goodput_ratio <= 1, "tolerances.goodput_ratio", "must be in (0, 1]"),
         (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),
+        (s.measure.timing_batches is None or s.measure.timing_batches >= 2,
+         "measure.timing_batches", "must be >= 2"),
+        (s.measure.calibrate_seconds > 0, "measure.calibrate_seconds", "must be > 0"),
     ]
     for ok, where, message in rules:
         if not ok:

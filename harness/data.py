@@ -45,10 +45,15 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: bool                   # random crop (pad 4) + horizontal flip
+    stored_size: int = 0            # side of the images as stored (0: same as image_size)
+
+    @property
+    def stored_side(self) -> int:
+        return self.stored_size or self.image_size
 
 
 SPECS = {
-    "fashion_mnist": DatasetSpec(10, 1, 32, (0.2860,), (0.3530,), False),
+    "fashion_mnist": DatasetSpec(10, 1, 32, (0.2860,), (0.3530,), False, stored_size=28),
     "cifar10": DatasetSpec(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
     "tiny_imagenet": DatasetSpec(200, 3, 64, (0.4802, 0.4481, 0.3975),
                                  (0.2770, 0.2691, 0.2821), True),

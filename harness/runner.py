@@ -53,6 +53,39 @@ class LocalLauncher:
     def cloud_connect(self, ready: str) -> str:
         return ready
 
+    def kill(self, proc: subprocess.Popen) -> None:
+        kill_group(proc)
+
+    describe = "loopback TCP on this machine, no shaping"
+
+
+@dataclass
+class MininetLauncher:
+    """Workers inside the hosts of a running `topology.emulated_link` (its CPU cgroups)."""
+    link: object
+    python: str = sys.executable
+
+    def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
+        repo = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": repo}
+        with open(log_path, "ab") as log:
+            return self.link.popen(role, [self.python, "-m", f"harness.{role}", *args],
+                                   stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                   env=env, cwd=repo)
+
+    def cloud_listen(self) -> str:
+        return f"{self.link.cloud_ip}:0"
+
+    def cloud_connect(self, ready: str) -> str:
+        return ready
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        self.link.kill(proc)
+
+    @property
+    def describe(self) -> str:
+        return f"Mininet link '{self.link.profile.name}'"
+
 
 def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
     """Read the cloud's stdout until its `READY host:port` line; returns host:port."""
@@ -98,11 +131,16 @@ def last_error(log_path: Path) -> str:
     return (errors or lines or ["(no output)"])[-1]
 
 
-def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float) -> None:
+def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float,
+                 on_poll=None) -> None:
     """Wait for every worker; the first non-zero exit fails the case (and stops the others)."""
     deadline = time.monotonic() + timeout_s
     pending = dict(procs)
+    last_poll = 0.0
     while pending:
+        if on_poll is not None and time.monotonic() - last_poll > 0.5:
+            on_poll()
+            last_poll = time.monotonic()
         for role, proc in list(pending.items()):
             code = proc.poll()
             if code is None:
@@ -120,7 +158,8 @@ def write_status(case_dir: Path, status: str, reason: str = "") -> None:
     (case_dir / "status.json").write_text(json.dumps({"status": status, "reason": reason}) + "\n")
 
 
-def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0) -> dict:
+def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0,
+             on_poll=None) -> dict:
     """Run one case's workers to completion; returns the per-run totals (training only)."""
     launcher = launcher or LocalLauncher()
     case_dir.mkdir(parents=True, exist_ok=False)
@@ -135,14 +174,14 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
             ready = wait_ready(procs["cloud"], READY_TIMEOUT_S)
             edge_args += ["--connect", launcher.cloud_connect(ready)]
         procs["edge"] = launcher.start("edge", edge_args, case_dir / "edge.log")
-        wait_workers(procs, case_dir, timeout_s)
+        wait_workers(procs, case_dir, timeout_s, on_poll)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
         write_status(case_dir, "failed", reason or "interrupted")
         raise
     finally:
         for proc in procs.values():
-            kill_group(proc)
+            launcher.kill(proc)
             if proc.stdout:
                 proc.stdout.close()
     result = totals(load_events(case_dir))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import socket
 import sys
@@ -141,6 +142,18 @@ class Sender:
             raise WireError(f"uplink failed: {self.error}")
 
 
+def tune_socket(sock: socket.socket) -> None:
+    """No Nagle; the congestion control the topology asked for (per socket: sysctl is EPERM
+    inside a Mininet host)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cc = os.environ.get("HIERBENCH_TCP_CC")
+    if cc:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+        except OSError as exc:
+            raise HarnessError(f"cannot use TCP congestion control {cc!r}: {exc.strerror}") from None
+
+
 def connect(address: str, timeout_s: float) -> socket.socket:
     """Connect to the cloud, retrying until `timeout_s` (it may still be starting)."""
     host, port = parse_address(address)
@@ -149,7 +162,7 @@ def connect(address: str, timeout_s: float) -> socket.socket:
     while time.monotonic() < deadline:
         try:
             sock = socket.create_connection((host, port), timeout=5)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tune_socket(sock)
             return sock
         except OSError as exc:
             last = exc

@@ -1,0 +1,248 @@
+"""A scenario in, a results directory out: preflight, accuracy pass, emulated timing, summary.
+
+    sudo .venv/bin/python run_bench.py run scenarios/quick.yaml
+
+Phases, one function each: `preflight` (everything a user can get wrong, before any work),
+`accuracy_pass` (once per model/split/codec/method on unshaped loopback, when the scenario
+measures timing on a batch budget), `timing_pass` (per link profile: build the Mininet link,
+calibrate it, run every case and repetition inside it), `finish` (summary.csv, plots, state).
+An interrupted or failed run keeps its finished cases and says it is partial.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from harness.config import Case, Scenario
+from harness.errors import HarnessError
+from harness.local import batches_per_epoch, load_case_data
+from harness.results import build_summary, new_run_dir
+from harness.runner import LocalLauncher, MininetLauncher, evaluate_case, run_case
+
+
+@dataclasses.dataclass
+class Options:
+    emulate: bool = True              # False: loopback, no shaping (labelled as such)
+    allow_no_delay: bool = False
+    quiet: bool = False
+    plots: bool = True
+    echo: Callable[[str], None] = print
+
+
+def preflight(scenario: Scenario, opts: Options) -> tuple[dict, object, object]:
+    """Profiles, data and emulation prerequisites; returns (profiles, train, test)."""
+    from harness.profiles import load_profile
+    profiles = {name: load_profile(name) for name in scenario.links} if opts.emulate else {}
+    train, test = load_case_data(scenario.cases()[0])
+    if opts.emulate:
+        from harness.doctor import checks, emulation_ok, format_report
+        rows = checks()
+        if not emulation_ok(rows):
+            missing = [name for name, ok, _ in rows if not ok]
+            raise HarnessError(f"network emulation unavailable ({', '.join(missing)}): run "
+                               f"'run_bench.py doctor' for fixes, or pass --loopback for an "
+                               f"unshaped run")
+    return profiles, train, test
+
+
+def full_steps(case: Case, n_train: int) -> int:
+    return batches_per_epoch(case, n_train) * case.training.epochs
+
+
+def timed_case(case: Case, scenario: Scenario) -> Case:
+    """The case as run for timing: the batch budget, when the scenario sets one."""
+    n = scenario.measure.timing_batches
+    if n is None:
+        return case
+    training = dataclasses.replace(case.training, max_batches=n, epochs=1)
+    return dataclasses.replace(case, training=training)
+
+
+class Progress:
+    """A bar per case (batches done at edge and cloud, elapsed, ETA) and a line per case."""
+
+    def __init__(self, opts: Options, total_cases: int):
+        self.opts, self.total, self.done, self.bar = opts, total_cases, 0, None
+
+    def start(self, label: str, steps: int, case_dir: Path) -> Callable[[], None]:
+        if self.opts.quiet:
+            return lambda: None
+        from tqdm import tqdm
+        self.bar = tqdm(total=steps, desc=f"[{self.done + 1}/{self.total}] {label}",
+                        unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+        def poll():
+            edge, cloud = count_steps(case_dir / "edge.jsonl"), count_steps(case_dir / "cloud.jsonl")
+            self.bar.n = max(edge if cloud == 0 else min(edge, cloud), 0)
+            self.bar.set_postfix_str(f"edge {edge} cloud {cloud}", refresh=True)
+        return poll
+
+    def finish(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.done += 1
+        if not self.opts.quiet:
+            self.opts.echo(f"[{self.done}/{self.total}] {line}")
+
+
+def count_steps(path: Path) -> int:
+    """Training steps finished by one worker so far (compute events, not split's forwards)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    return sum(1 for ln in text.splitlines() if '"event":"compute"' in ln and '"forward"' not in ln)
+
+
+def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Progress) -> dict:
+    """Final/edge-exit accuracy per model, split, codec and method on unshaped loopback."""
+    results = {}
+    for case in scenario.cases():
+        key = (case.model.arch, case.model.split, case.codec, case.method)
+        if key in results:
+            continue
+        acc_case = dataclasses.replace(case, link=None)
+        case_dir = run_dir / "accuracy" / f"{len(results):02d}-{acc_case.label}"
+        steps = full_steps(case, len(train))
+        poll = progress.start(f"accuracy {acc_case.label}", steps, case_dir)
+        run_case(acc_case, case_dir, LocalLauncher(), on_poll=poll)
+        acc = evaluate_case(acc_case, case_dir, train, test)
+        acc["acc_source"] = (f"measured: unshaped loopback run of the full budget ({steps} batches), "
+                             f"{len(test)} test samples")
+        (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
+        results[key] = acc
+        progress.finish(f"accuracy {acc_case.label}: final {acc['final_acc']:.4f}")
+    return results
+
+
+def run_one(case: Case, scenario: Scenario, case_dir: Path, launcher, train, test,
+            accuracy: dict | None, rep: int, progress: Progress) -> None:
+    """One emulated case: run, record what was measured and how, evaluate if needed."""
+    timed = timed_case(case, scenario)
+    steps = full_steps(timed, len(train))
+    poll = progress.start(f"{case.label} rep {rep}", steps, case_dir)
+    try:
+        totals = run_case(timed, case_dir, launcher, on_poll=poll)
+    except HarnessError as exc:
+        progress.finish(f"{case.label} rep {rep}: FAILED: {exc}")
+        raise
+    info = {"rep": rep, "full_steps": full_steps(case, len(train)), "measured_steps": steps,
+            "launcher": launcher.describe}
+    (case_dir / "case_info.json").write_text(json.dumps(info) + "\n")
+    if accuracy is None:
+        acc = evaluate_case(timed, case_dir, train, test)
+        acc["acc_source"] = f"measured: this emulated run ({steps} batches), {len(test)} test samples"
+    else:
+        acc = accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
+    (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
+    progress.finish(f"{case.label} rep {rep}: {totals['wall_s']:.2f} s for {totals['steps']} "
+                    f"batches, final acc {acc['final_acc']:.4f}")
+
+
+def timing_pass(scenario: Scenario, run_dir: Path, profiles: dict, opts: Options, train, test,
+                accuracy: dict | None, progress: Progress) -> None:
+    """Per link profile: one topology, calibrated first, all cases and repetitions inside it."""
+    from harness.linkcheck import calibrate, require_ok, write_linkcheck
+    counter = 0
+    for link_name in scenario.links:
+        cases = [c for c in scenario.cases() if c.link == link_name]
+        if not opts.emulate:
+            launcher, check = LocalLauncher(), None
+            counter = _run_cases(cases, scenario, run_dir, launcher, train, test, accuracy,
+                                 progress, counter, check)
+            continue
+        from harness.topology import emulated_link
+        with emulated_link(profiles[link_name], scenario.compute,
+                           allow_no_delay=opts.allow_no_delay) as link:
+            check = calibrate(link, profiles[link_name], scenario.tolerances,
+                              scenario.measure.calibrate_seconds)
+            check["measured_at"] = "topology start, before its cases"
+            link_dir = run_dir / "links" / link_name
+            link_dir.mkdir(parents=True)
+            write_linkcheck(link_dir, check)
+            if not opts.quiet:
+                opts.echo(_linkcheck_line(check))
+            require_ok(check)
+            counter = _run_cases(cases, scenario, run_dir, MininetLauncher(link), train, test,
+                                 accuracy, progress, counter, check)
+
+
+def _run_cases(cases, scenario, run_dir, launcher, train, test, accuracy, progress, counter, check):
+    for rep in range(scenario.repetitions):
+        for case in cases:
+            case_dir = run_dir / f"{counter:03d}-{case.label}-r{rep}"
+            counter += 1
+            try:
+                run_one(case, scenario, case_dir, launcher, train, test, accuracy, rep, progress)
+            finally:
+                if check is not None and case_dir.exists():
+                    (case_dir / "linkcheck.json").write_text(json.dumps(check, indent=2) + "\n")
+    return counter
+
+
+def _linkcheck_line(c: dict) -> str:
+    m, cfg = c["measured"], c["configured"]
+    return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
+            f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
+            f"{cfg['rtt_ms']:g} ms (measured/configured): {'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
+
+
+def write_state(run_dir: Path, state: str, reason: str = "", **extra) -> None:
+    (run_dir / "run_status.json").write_text(json.dumps({"state": state, "reason": reason, **extra},
+                                                        indent=2) + "\n")
+
+
+def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
+    """Run a whole scenario; returns the run directory (complete, or partial with a reason)."""
+    if not opts.emulate:
+        # No shaping: one unshaped "link", named for what it is, never a profile's name.
+        scenario = dataclasses.replace(scenario, links=("loopback",))
+    profiles, train, test = preflight(scenario, opts)
+    emulation = "mininet" if opts.emulate else "none: loopback TCP, no shaping (--loopback)"
+    run_dir = new_run_dir(scenario.name, extra_meta={"emulation": emulation,
+                                                      "scenario": scenario.name})
+    (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    total = len(scenario.cases()) * scenario.repetitions
+    write_state(run_dir, "running", cases_total=total)
+    opts.echo(f"run directory: {run_dir}")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        progress = Progress(opts, total)
+        accuracy = None
+        if scenario.measure.timing_batches is not None:
+            accuracy = accuracy_pass(scenario, run_dir, train, test, progress)
+        timing_pass(scenario, run_dir, profiles, opts, train, test, accuracy, progress)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, HarnessError) else (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
+        write_state(run_dir, "partial", reason, cases_total=total)
+        _summarize(run_dir, scenario, opts, partial=True)
+        raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    write_state(run_dir, "complete", cases_total=total)
+    _summarize(run_dir, scenario, opts, partial=False)
+    return run_dir
+
+
+def _summarize(run_dir: Path, scenario: Scenario, opts: Options, partial: bool) -> None:
+    try:
+        summary = build_summary(run_dir, scenario.name)
+    except HarnessError:
+        return                                    # nothing finished yet
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    if opts.plots:
+        from harness.plots import make_all
+        make_all(run_dir, partial=partial)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
