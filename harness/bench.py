@@ -42,14 +42,26 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[dict, object, object]:
     profiles = {name: load_profile(name) for name in scenario.links} if opts.emulate else {}
     train, test = load_case_data(scenario.cases()[0])
     if opts.emulate:
-        from harness.doctor import checks, emulation_ok, format_report
+        from harness.doctor import checks, emulation_ok
         rows = checks()
         if not emulation_ok(rows):
             missing = [name for name, ok, _ in rows if not ok]
             raise HarnessError(f"network emulation unavailable ({', '.join(missing)}): run "
                                f"'run_bench.py doctor' for fixes, or pass --loopback for an "
                                f"unshaped run")
+        _warm_profiles(scenario, opts)
     return profiles, train, test
+
+
+def _warm_profiles(scenario: Scenario, opts: Options) -> None:
+    """Profile each model once (cached per machine) for the runtime model's predictions."""
+    from harness.predict import profiles_for
+    c = scenario.compute
+    for arch in scenario.archs:
+        if not opts.quiet:
+            opts.echo(f"profiling {arch} per block for the runtime model (cached per machine)")
+        profiles_for(arch, scenario.model.width, scenario.dataset.name,
+                     scenario.training.batch_size, c.edge_threads, c.cloud_threads)
 
 
 def full_steps(case: Case, n_train: int) -> int:
@@ -71,7 +83,7 @@ class Progress:
     def __init__(self, opts: Options, total_cases: int):
         self.opts, self.total, self.done, self.bar = opts, total_cases, 0, None
 
-    def start(self, label: str, steps: int, case_dir: Path) -> Callable[[], None]:
+    def start(self, label: str, steps: int, case_dir: Path, method: str = "") -> Callable[[], None]:
         if self.opts.quiet:
             return lambda: None
         from tqdm import tqdm
@@ -80,7 +92,8 @@ class Progress:
 
         def poll():
             edge, cloud = count_steps(case_dir / "edge.jsonl"), count_steps(case_dir / "cloud.jsonl")
-            self.bar.n = max(edge if cloud == 0 else min(edge, cloud), 0)
+            # A step is done when its last stage is: the cloud's, except for edge-only.
+            self.bar.n = edge if method == "edge" else cloud
             self.bar.set_postfix_str(f"edge {edge} cloud {cloud}", refresh=True)
         return poll
 
@@ -103,7 +116,14 @@ def count_steps(path: Path) -> int:
 
 
 def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Progress) -> dict:
-    """Final/edge-exit accuracy per model, split, codec and method on unshaped loopback."""
+    """Final/edge-exit accuracy per model, split, codec and method, unshaped.
+
+    fp32 cases train in this process (the two-process run makes the same updates to 1e-5, a
+    tested fact), other codecs as two processes over loopback so the codec really applies.
+    """
+    import torch
+
+    from harness.local import run_local
     results = {}
     for case in scenario.cases():
         key = (case.model.arch, case.model.split, case.codec, case.method)
@@ -112,10 +132,20 @@ def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Prog
         acc_case = dataclasses.replace(case, link=None)
         case_dir = run_dir / "accuracy" / f"{len(results):02d}-{acc_case.label}"
         steps = full_steps(case, len(train))
-        poll = progress.start(f"accuracy {acc_case.label}", steps, case_dir)
-        run_case(acc_case, case_dir, LocalLauncher(), on_poll=poll)
-        acc = evaluate_case(acc_case, case_dir, train, test)
-        acc["acc_source"] = (f"measured: unshaped loopback run of the full budget ({steps} batches), "
+        poll = progress.start(f"accuracy {acc_case.label}", steps, case_dir, case.method)
+        if case.codec == "fp32":
+            case_dir.mkdir(parents=True)
+            (case_dir / "case.json").write_text(json.dumps(acc_case.to_dict(), indent=2) + "\n")
+            torch.set_num_threads(2)
+            bar = progress.bar
+            result, _ = run_local(acc_case, train, test, on_step=bar.update if bar else None)
+            acc = {"final_acc": result.final_acc, "edge_exit_acc": result.edge_exit_acc}
+            how = "one-process run (same updates as two processes)"
+        else:
+            run_case(acc_case, case_dir, LocalLauncher(), on_poll=poll)
+            acc = evaluate_case(acc_case, case_dir, train, test)
+            how = "two processes over loopback"
+        acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
                              f"{len(test)} test samples")
         (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
         results[key] = acc
@@ -124,11 +154,11 @@ def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Prog
 
 
 def run_one(case: Case, scenario: Scenario, case_dir: Path, launcher, train, test,
-            accuracy: dict | None, rep: int, progress: Progress) -> None:
+            accuracy: dict | None, rep: int, progress: Progress, link_profile=None) -> None:
     """One emulated case: run, record what was measured and how, evaluate if needed."""
     timed = timed_case(case, scenario)
     steps = full_steps(timed, len(train))
-    poll = progress.start(f"{case.label} rep {rep}", steps, case_dir)
+    poll = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
     try:
         totals = run_case(timed, case_dir, launcher, on_poll=poll)
     except HarnessError as exc:
@@ -136,6 +166,11 @@ def run_one(case: Case, scenario: Scenario, case_dir: Path, launcher, train, tes
         raise
     info = {"rep": rep, "full_steps": full_steps(case, len(train)), "measured_steps": steps,
             "launcher": launcher.describe}
+    if link_profile is not None:
+        from harness.predict import predict_case
+        pred = predict_case(case, link_profile, totals["steps"])
+        info.update(predicted_s=pred.total_s, predicted_bottleneck=pred.bottleneck,
+                    predicted_busy=pred.busy, predicted_by="runtime model (harness/runtime_model.py)")
     (case_dir / "case_info.json").write_text(json.dumps(info) + "\n")
     if accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
@@ -157,7 +192,7 @@ def timing_pass(scenario: Scenario, run_dir: Path, profiles: dict, opts: Options
         if not opts.emulate:
             launcher, check = LocalLauncher(), None
             counter = _run_cases(cases, scenario, run_dir, launcher, train, test, accuracy,
-                                 progress, counter, check)
+                                 progress, counter, check, None)
             continue
         from harness.topology import emulated_link
         with emulated_link(profiles[link_name], scenario.compute,
@@ -172,16 +207,18 @@ def timing_pass(scenario: Scenario, run_dir: Path, profiles: dict, opts: Options
                 opts.echo(_linkcheck_line(check))
             require_ok(check)
             counter = _run_cases(cases, scenario, run_dir, MininetLauncher(link), train, test,
-                                 accuracy, progress, counter, check)
+                                 accuracy, progress, counter, check, profiles[link_name])
 
 
-def _run_cases(cases, scenario, run_dir, launcher, train, test, accuracy, progress, counter, check):
+def _run_cases(cases, scenario, run_dir, launcher, train, test, accuracy, progress, counter, check,
+               link_profile):
     for rep in range(scenario.repetitions):
         for case in cases:
             case_dir = run_dir / f"{counter:03d}-{case.label}-r{rep}"
             counter += 1
             try:
-                run_one(case, scenario, case_dir, launcher, train, test, accuracy, rep, progress)
+                run_one(case, scenario, case_dir, launcher, train, test, accuracy, rep, progress,
+                        link_profile)
             finally:
                 if check is not None and case_dir.exists():
                     (case_dir / "linkcheck.json").write_text(json.dumps(check, indent=2) + "\n")
@@ -211,11 +248,13 @@ def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
                                                       "scenario": scenario.name})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     total = len(scenario.cases()) * scenario.repetitions
+    n_accuracy = len({(c.model.arch, c.model.split, c.codec, c.method) for c in scenario.cases()}) \
+        if scenario.measure.timing_batches is not None else 0
     write_state(run_dir, "running", cases_total=total)
     opts.echo(f"run directory: {run_dir}")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        progress = Progress(opts, total)
+        progress = Progress(opts, total + n_accuracy)
         accuracy = None
         if scenario.measure.timing_batches is not None:
             accuracy = accuracy_pass(scenario, run_dir, train, test, progress)

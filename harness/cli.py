@@ -183,8 +183,9 @@ def _print_totals(run_dir) -> None:
 
 
 def _register_bench_commands() -> None:
-    from harness.cli_bench import register
+    from harness.cli_bench import register, register_predict
     register(cli)
+    register_predict(cli)
 
 
 _register_bench_commands()

@@ -153,6 +153,34 @@ def register(cli: click.Group) -> None:
         click.echo("\n".join(removed) if removed else "nothing to clean")
 
 
+def register_predict(cli: click.Group) -> None:
+    """The runtime-model command."""
+
+    @cli.command()
+    @click.option("--model", "archs", multiple=True, default=("vgg16", "resnet18"), show_default=True)
+    @click.option("--width", default=0.25, show_default=True, type=float)
+    @click.option("--dataset", default="fashion_mnist", show_default=True)
+    @click.option("--batch-size", default=64, show_default=True, type=int)
+    @click.option("--batches", default=100, show_default=True, type=int, help="batches per epoch")
+    @click.option("--links", default="3g,4g,wifi", show_default=True)
+    @click.option("--codecs", default="fp32", show_default=True, help="comma list: fp32,fp16,int8")
+    @click.option("--edge-cores", default=0.5, show_default=True, type=float)
+    @click.option("--cloud-cores", default=1.0, show_default=True, type=float)
+    @click.option("--max-edge-mib", default=None, type=float, help="edge memory limit (MiB)")
+    @click.option("--paper", is_flag=True,
+                  help="paper scale: full-width models, CIFAR-10, 50,000 samples (781 batches)")
+    @click.option("--plot", "plot_path", default=None, help="PNG: runtime vs split point per link")
+    def predict(archs, width, dataset, batch_size, batches, links, codecs, edge_cores,
+                cloud_cores, max_edge_mib, paper, plot_path) -> None:
+        """Model prediction: rank split points per link; predicted runtime and gains."""
+        from harness.predict_report import report
+        if paper:
+            width, dataset, batches = 1.0, "cifar10", 50_000 // batch_size
+        report(list(archs), width, dataset, batch_size, batches, links.split(","),
+               codecs.split(","), edge_cores, cloud_cores, max_edge_mib, paper, plot_path,
+               echo=click.echo)
+
+
 def _scenario_checks(run_dir: Path) -> list[str]:
     import yaml
     try:
@@ -168,7 +196,7 @@ def _print_summary(run_dir: Path) -> None:
     summary = pd.read_csv(run_dir / "summary.csv")
     cols = ["arch", "link", "method", "rep", "status", "steps", "wall_s", "est_full_wall_s",
             "final_acc", "edge_exit_acc", "gain_vs_split", "gain_vs_cloud", "gain_vs_edge",
-            "pipeline_eff", "predicted_s"]
+            "pipeline_eff", "predicted_s", "predicted_err"]
     cols = [c for c in cols if c in summary and summary[c].notna().any()]
     click.echo(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     sources = summary["runtime_source"].dropna().unique().tolist()

@@ -25,8 +25,8 @@ from harness.local import Augmenter, batches_per_epoch
 from harness.metrics import COMPUTE, EventLog
 from harness.models import SplitModel, build_split_model
 from harness.wire import Connection, WireError, decode_activation
-from harness.worker import (Link, cloud_handshake, fail, load_case, parse_address, save_parts,
-                            tune_socket)
+from harness.worker import (Link, cloud_handshake, fail, join_cgroup, load_case, parse_address,
+                            save_parts, tune_socket)
 
 
 def build_model(case: Case) -> SplitModel:
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise HarnessError(f"cannot listen on {host}:{port}: {reason}") from None
         bound = server.getsockname()
+        join_cgroup(log)
         print(f"READY {bound[0]}:{bound[1]}", flush=True)
         log.point("start", method=case.method, threads=case.compute.cloud_threads,
                   listen=f"{bound[0]}:{bound[1]}")

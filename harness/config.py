@@ -210,13 +210,12 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     archs = _str_list(model_raw.pop("arch", "vgg16"), "model.arch", ARCHS)
     splits = _str_list(model_raw.pop("split", "conv4"), "model.split")
     model = _section(ModelConfig, model_raw, "model")
+    for split in splits:
+        if not any(split in split_points(arch) for arch in archs):
+            valid = "; ".join(f"{a}: {', '.join(split_points(a))}" for a in archs)
+            raise HarnessError(f"model.split: unknown split point {split!r} ({valid})")
     for arch in archs:
-        valid = [s for s in splits if s in split_points(arch)]
-        if len(archs) == 1 and len(valid) != len(splits):
-            bad = [s for s in splits if s not in valid]
-            raise HarnessError(f"model.split: unknown split point {bad[0]!r} for {arch} "
-                               f"(valid: {', '.join(split_points(arch))})")
-        if not valid:
+        if not any(s in split_points(arch) for s in splits):
             raise HarnessError(f"model.split: none of {list(splits)} is a split point of {arch}")
     scenario = Scenario(
         name=name, description=str(raw.get("description", "")), archs=archs, splits=splits,

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.datasets import CIFAR10, FashionMNIST, ImageFolder
 
 from harness.errors import HarnessError
 
@@ -100,6 +99,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, train: boo
 
 
 def _fashion_mnist(root, train: bool, verify: bool) -> ImageData:
+    from torchvision.datasets import FashionMNIST   # lazy: the cloud worker never needs it
     source = Path(root) if root else FMNIST_DEBIAN_DIR
     tv_root = _stage_fashion_mnist(source)
     ds = FashionMNIST(str(tv_root), train=train, download=False)
@@ -141,7 +141,8 @@ def _cifar10(root, train: bool, verify: bool) -> ImageData:
         root = root.parent
     if not (root / "cifar-10-batches-py").is_dir():
         raise HarnessError(f"CIFAR-10 not found in {root}: expected {LAYOUTS['cifar10']}")
-    cls = CIFAR10 if verify else _UncheckedCIFAR10
+    from torchvision.datasets import CIFAR10
+    cls = CIFAR10 if verify else _unchecked_cifar10()
     try:
         ds = cls(str(root), train=train, download=False)
     except (RuntimeError, OSError, KeyError, ValueError, EOFError) as exc:
@@ -151,26 +152,31 @@ def _cifar10(root, train: bool, verify: bool) -> ImageData:
     return ImageData("cifar10", images, torch.tensor(ds.targets, dtype=torch.long), SPECS["cifar10"])
 
 
-class _UncheckedCIFAR10(CIFAR10):
+def _unchecked_cifar10():
     """CIFAR-10 reader without the md5 checks, for generated files in tests."""
+    from torchvision.datasets import CIFAR10
 
-    def _check_integrity(self) -> bool:
-        base = Path(self.root) / self.base_folder
-        return all((base / name).exists() for name, _ in self.train_list + self.test_list)
+    class UncheckedCIFAR10(CIFAR10):
+        def _check_integrity(self) -> bool:
+            base = Path(self.root) / self.base_folder
+            return all((base / name).exists() for name, _ in self.train_list + self.test_list)
 
-    def _load_meta(self) -> None:
-        meta = dict(self.meta)
-        self.meta = {**meta, "md5": None}  # check_integrity(path, None) only checks existence
-        try:
-            super()._load_meta()
-        finally:
-            self.meta = meta
+        def _load_meta(self) -> None:
+            meta = dict(self.meta)
+            self.meta = {**meta, "md5": None}  # check_integrity(path, None): existence only
+            try:
+                super()._load_meta()
+            finally:
+                self.meta = meta
+
+    return UncheckedCIFAR10
 
 
 def _tiny_imagenet(root, train: bool, verify: bool) -> ImageData:
     if root is None:
         raise HarnessError("Tiny ImageNet needs a directory (dataset.root); "
                            f"expected {LAYOUTS['tiny_imagenet']}")
+    from torchvision.datasets import ImageFolder
     root = Path(root)
     train_dir = root / "train"
     if not train_dir.is_dir():
@@ -199,6 +205,7 @@ def _tiny_imagenet_val(root: Path, classes: list[str]) -> list[tuple[str, int]]:
                 samples.append((str(val / "images" / parts[0]), index[parts[1]]))
         return samples
     if val.is_dir():
+        from torchvision.datasets import ImageFolder
         ds = ImageFolder(str(val))
         return [(p, index[ds.classes[t]]) for p, t in ds.samples if ds.classes[t] in index]
     raise HarnessError(f"Tiny ImageNet val/ missing in {root}: expected {LAYOUTS['tiny_imagenet']}")

@@ -20,7 +20,8 @@ from harness.local import Augmenter, batches_per_epoch, build_model, train_batch
 from harness.data import ImageData, load_dataset
 from harness.metrics import COMPUTE, EventLog
 from harness.wire import Connection, WireError, encode_activation
-from harness.worker import (Link, Sender, connect, edge_handshake, fail, load_case, save_parts)
+from harness.worker import (Link, Sender, connect, edge_handshake, fail, join_cgroup, load_case,
+                            save_parts)
 
 CACHE_CHUNK = 1024      # samples per cache-only upload frame (cloud-only, later epochs)
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(d.name, d.root, train=True, subset=d.subset, seed=case.training.seed)
         log = EventLog(args.case_dir / "edge.jsonl", "edge")
         edge = Edge(case, args.case_dir, data, log)
+        join_cgroup(log)
         log.point("start", method=case.method, threads=case.compute.edge_threads)
         if case.method == "edge":
             run_edge_only(edge)

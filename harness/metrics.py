@@ -91,13 +91,38 @@ def _sum(df: pd.DataFrame, role: str, event: str, col: str) -> int:
     return int(rows[col].fillna(0).sum()) if col in rows and len(rows) else 0
 
 
+def link_busy(df: pd.DataFrame, sender: str, receiver: str) -> float:
+    """Seconds the link carried data one way: the union over messages of [sender's send
+    start, receiver's recv end]. A send call returns once its bytes are in the kernel's socket
+    buffer, so send spans alone undercount; messages arrive in order (TCP), so the k-th send
+    pairs with the k-th receive. Includes each message's propagation delay."""
+    kinds = ("batch", "grad")
+    sends = df[(df["role"] == sender) & (df["event"] == SEND)].sort_values("t_start")
+    recvs = df[(df["role"] == receiver) & (df["event"] == RECV)]
+    if "kind" in recvs:
+        recvs = recvs[recvs["kind"].isin(kinds)]
+    recvs = recvs.sort_values("t_end")
+    if recvs.empty or len(recvs) != len(sends):
+        return _busy(df, sender, SEND)      # peer log missing: fall back to send calls
+    spans = sorted(zip(sends["t_start"], recvs["t_end"]))
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in spans:
+        if cur_end is None or start > cur_end:
+            total += (cur_end - cur_start) if cur_end is not None else 0.0
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    return total + (cur_end - cur_start if cur_end is not None else 0.0)
+
+
 def totals(df: pd.DataFrame) -> dict:
     """Per-run totals: wall time, busy time per stage, bytes per direction.
 
     Wall time runs from the first batch's start (edge compute, or the edge's first upload for
     cloud-only) to the end of the last compute step on either side. Uplink busy time is the
     edge's time inside send calls (the kernel takes bytes at the link's pace once its socket
-    buffer is full); downlink busy time is the cloud's.
+    buffer is full); downlink busy time is the cloud's. Uplink/downlink busy time is the
+    time the link carried messages (`link_busy`); `*_send_s` keeps the time inside send calls.
     """
     work = df[df["event"].isin([COMPUTE, SEND])]
     if work.empty:
@@ -109,9 +134,11 @@ def totals(df: pd.DataFrame) -> dict:
         "wall_s": end - start,
         "steps": int(steps),
         "edge_compute_s": _busy(df, "edge", COMPUTE),
-        "uplink_s": _busy(df, "edge", SEND),
+        "uplink_s": link_busy(df, "edge", "cloud"),
         "cloud_compute_s": _busy(df, "cloud", COMPUTE),
-        "downlink_s": _busy(df, "cloud", SEND),
+        "downlink_s": link_busy(df, "cloud", "edge"),
+        "edge_send_s": _busy(df, "edge", SEND),
+        "cloud_send_s": _busy(df, "cloud", SEND),
         "edge_wait_s": _busy(df, "edge", WAIT),
         "cloud_wait_s": _busy(df, "cloud", WAIT),
         "bytes_up_payload": _sum(df, "edge", SEND, "bytes_payload"),

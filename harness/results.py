@@ -51,7 +51,7 @@ def new_run_dir(scenario: str, root: Path | None = None, extra_meta: dict | None
     """Create results/<scenario>/<UTC>_<commit8>[-dirty]/ (never an existing one) with meta.json."""
     commit, dirty = git_state()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = (root or REPO / "results") / scenario
+    base = (root or Path(os.environ.get("HIERBENCH_RESULTS", REPO / "results"))) / scenario
     name = f"{stamp}_{commit[:8]}{'-dirty' if dirty else ''}"
     run_dir, n = base / name, 1
     while run_dir.exists():
@@ -125,6 +125,7 @@ def build_summary(run_dir: Path, scenario: str = "") -> pd.DataFrame:
     df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
     df.loc[df["status"] != "ok", ["wall_s", "est_full_wall_s", *STAGES]] = float("nan")
     df["pipeline_eff"] = df[list(STAGES)].max(axis=1) / df["wall_s"]
+    df["predicted_err"] = df["predicted_s"] / df["wall_s"] - 1
     return _add_gains(df)
 
 

@@ -15,6 +15,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from harness.local import build_model, eval_batches
 from harness.metrics import load_events, totals
 
 READY_TIMEOUT_S = 60.0
+MININET_PORT = 5555
 
 
 @dataclass
@@ -56,6 +58,8 @@ class LocalLauncher:
     def kill(self, proc: subprocess.Popen) -> None:
         kill_group(proc)
 
+    known_address = None          # port 0: the edge must wait for the cloud's READY
+    join = None                   # no cgroups
     describe = "loopback TCP on this machine, no shaping"
 
 
@@ -67,14 +71,16 @@ class MininetLauncher:
 
     def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
         repo = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": repo}
+        # Started outside the host's CPU cgroup (imports at full speed); the worker joins it
+        # itself right before training (harness.worker.join_cgroup) and logs that it did.
+        env = {**os.environ, "PYTHONPATH": repo, "HIERBENCH_CGROUP": role}
         with open(log_path, "ab") as log:
             return self.link.popen(role, [self.python, "-m", f"harness.{role}", *args],
-                                   stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=repo)
+                                   cgroup=False, stdout=subprocess.PIPE, stderr=log,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=repo)
 
     def cloud_listen(self) -> str:
-        return f"{self.link.cloud_ip}:0"
+        return self.known_address
 
     def cloud_connect(self, ready: str) -> str:
         return ready
@@ -82,9 +88,53 @@ class MininetLauncher:
     def kill(self, proc: subprocess.Popen) -> None:
         self.link.kill(proc)
 
+    @staticmethod
+    def join(role: str, pid: int) -> None:
+        """Move a worker into its host's CPU cgroup (from the root mount namespace)."""
+        for controller in ("cpu", "cpuacct"):
+            with open(f"/sys/fs/cgroup/{controller}/{role}/cgroup.procs", "w") as fh:
+                fh.write(str(pid))
+
+    @property
+    def known_address(self) -> str:
+        """The cloud host's own namespace: a fixed port is free, so both start at once."""
+        return f"{self.link.cloud_ip}:{MININET_PORT}"
+
     @property
     def describe(self) -> str:
         return f"Mininet link '{self.link.profile.name}'"
+
+
+class StdoutReader(threading.Thread):
+    """Reads a worker's stdout: `READY host:port` (cloud) and `JOIN pid` (cgroup requests)."""
+
+    def __init__(self, role: str, proc: subprocess.Popen, on_join=None):
+        super().__init__(name=f"{role}-stdout", daemon=True)
+        self.role, self.proc, self.on_join = role, proc, on_join
+        self.ready: str | None = None
+        self.error: str | None = None
+        self.event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            if line.startswith("READY "):
+                self.ready = line.split()[1]
+                self.event.set()
+            elif line.startswith("JOIN ") and self.on_join is not None:
+                try:
+                    self.on_join(self.role, int(line.split()[1]))
+                except (OSError, ValueError) as exc:
+                    self.error = f"could not move {self.role} into its cgroup: {exc}"
+        self.event.set()
+
+    def wait_ready(self, timeout_s: float) -> str:
+        if not self.event.wait(timeout_s):
+            raise HarnessError(f"{self.role} did not print READY within {timeout_s:.0f} s")
+        if self.ready is None:
+            raise HarnessError(f"{self.role} exited before READY (status {self.proc.wait()})")
+        return self.ready
 
 
 def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
@@ -165,25 +215,36 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
     case_dir.mkdir(parents=True, exist_ok=False)
     (case_dir / "case.json").write_text(json.dumps(case.to_dict(), indent=2) + "\n")
     procs: dict[str, subprocess.Popen] = {}
+    readers: dict[str, StdoutReader] = {}
+
+    def start(role, args):
+        procs[role] = launcher.start(role, ["--case-dir", str(case_dir), *args], case_dir / f"{role}.log")
+        readers[role] = StdoutReader(role, procs[role], launcher.join)
+
     write_status(case_dir, "running")
     try:
-        edge_args = ["--case-dir", str(case_dir)]
+        edge_args = ["--connect-timeout", f"{READY_TIMEOUT_S:g}"]
         if case.method != "edge":
-            procs["cloud"] = launcher.start("cloud", ["--case-dir", str(case_dir), "--listen",
-                                                      launcher.cloud_listen()], case_dir / "cloud.log")
-            ready = wait_ready(procs["cloud"], READY_TIMEOUT_S)
+            start("cloud", ["--listen", launcher.cloud_listen()])
+            if launcher.known_address:       # start both now; the edge retries its connect
+                start("edge", edge_args + ["--connect", launcher.known_address])
+            ready = readers["cloud"].wait_ready(READY_TIMEOUT_S)
             edge_args += ["--connect", launcher.cloud_connect(ready)]
-        procs["edge"] = launcher.start("edge", edge_args, case_dir / "edge.log")
+        if "edge" not in procs:
+            start("edge", edge_args)
         wait_workers(procs, case_dir, timeout_s, on_poll)
+        for reader in readers.values():
+            if reader.error:
+                raise HarnessError(reader.error)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
         write_status(case_dir, "failed", reason or "interrupted")
         raise
     finally:
-        for proc in procs.values():
+        for role, proc in procs.items():
             launcher.kill(proc)
-            if proc.stdout:
-                proc.stdout.close()
+            if role in readers:
+                readers[role].join(timeout=2)
     result = totals(load_events(case_dir))
     write_status(case_dir, "ok")
     (case_dir / "totals.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -142,6 +142,33 @@ class Sender:
             raise WireError(f"uplink failed: {self.error}")
 
 
+JOIN_TIMEOUT_S = 30.0
+
+
+def join_cgroup(log: EventLog) -> None:
+    """Get moved into the CPU cgroup named by HIERBENCH_CGROUP (if set), then go on.
+
+    The runner starts workers outside their host's cgroup so that importing torch is not
+    slowed by the CPU quota, which only has to hold while training. Inside a Mininet host the
+    cgroup filesystem is hidden (sysfs is remounted), so the worker asks the runner: it prints
+    `JOIN <pid>` and waits until /proc/self/cgroup shows the move. Not getting there is an
+    error, never a silently unlimited run.
+    """
+    name = os.environ.get("HIERBENCH_CGROUP")
+    if not name:
+        return
+    print(f"JOIN {os.getpid()}", flush=True)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with open("/proc/self/cgroup") as fh:
+            cpu = [ln.split(":", 2)[2] for ln in fh.read().splitlines() if ln.split(":")[1] == "cpu"]
+        if cpu and cpu[0].rstrip("/").endswith("/" + name):
+            log.point("cgroup", cgroup=name, joined_after_s=JOIN_TIMEOUT_S - (deadline - time.monotonic()))
+            return
+        time.sleep(0.01)
+    raise HarnessError(f"was not moved into CPU cgroup '{name}' within {JOIN_TIMEOUT_S:.0f} s")
+
+
 def tune_socket(sock: socket.socket) -> None:
     """No Nagle; the congestion control the topology asked for (per socket: sysctl is EPERM
     inside a Mininet host)."""

@@ -1,0 +1,311 @@
+"""Two Mininet hosts, `edge` and `cloud`, joined by one shaped link (the only mininet import).
+
+    sudo .venv/bin/python -c "from harness.topology import demo; demo('3g')"
+
+Rate: HTB on each sender's egress (TCLink). Delay, jitter, loss: netem when the kernel has it;
+otherwise `harness.delayd` on an NFQUEUE of the receiver's INPUT chain and an iptables
+`statistic` DROP rule there (DESIGN.md section 3). `emulation` records what actually applied.
+Teardown runs in `finally`, is idempotent, and kills every process group it started.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from mininet.link import TCLink
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import CPULimitedHost
+
+from harness.config import ComputeConfig
+from harness.delayd import wait_ready
+from harness.doctor import netem_available
+from harness.errors import HarnessError
+from harness.netclean import MARKER_ENV, RULE_TAG, clean, kill_groups, leftovers, remove_cgroups
+from harness.profiles import LinkProfile, link_params, load_profile
+
+IPS = {"edge": "10.0.0.1", "cloud": "10.0.0.2"}
+QUEUE_NUM = {"edge": 11, "cloud": 12}   # NFQUEUE numbers (one per receiving host)
+READY_TIMEOUT_S = 10.0
+
+
+def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = None,
+         netem: bool | None = None) -> tuple[dict, dict, dict]:
+    """(edge params, cloud params, emulation record) without building anything."""
+    netem = netem_available() if netem is None else netem
+    edge, cloud = link_params(profile, netem)
+    ncpu = os.cpu_count() or 1
+    for role, cores in (("edge", compute.edge_cores), ("cloud", compute.cloud_cores)):
+        if not 0 < cores <= ncpu:
+            raise HarnessError(f"compute.{role}_cores: {cores:g} is not in (0, {ncpu}] "
+                               f"(CPU cores on this machine)")
+    impaired = profile.rtt_ms > 0 or profile.jitter_ms > 0
+    emulation = {
+        "netem": netem, "rate": "htb",
+        "delay": "netem" if netem else "nfqueue", "loss": "none",
+        "queue": "netem limit" if netem else "pfifo under htb",
+        "queue_packets": profile.queue_packets,
+        "jitter_loss_direction": "up (edge->cloud)",
+        "offloads": "off (gro, tx, rx, tso, gso)",
+        # sysctl inside a Mininet host fails (EPERM): a chosen one is set per socket by workers
+        "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
+        "edge_cpu_fraction": compute.edge_cores / ncpu, "cloud_cpu_fraction": compute.cloud_cores / ncpu,
+        "edge_cores": compute.edge_cores, "cloud_cores": compute.cloud_cores, "cpu_count": ncpu,
+    }
+    if profile.loss_pct > 0:
+        emulation["loss"] = "netem" if netem else "iptables-statistic"
+    if not impaired:
+        emulation["delay"] = "none (profile has no delay)"
+    return edge, cloud, emulation
+
+
+def _tcp_cc(wanted: str | None) -> str:
+    """The congestion control workers will use: the requested one (checked) or the default."""
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as fh:
+        available = fh.read().split()
+    if wanted is not None and wanted not in available:
+        raise HarnessError(f"tcp_cc: '{wanted}' not available (kernel has: {', '.join(available)})")
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as fh:
+        return wanted or fh.read().strip()
+
+
+@dataclass
+class EmulatedLink:
+    """A running two-host emulation; use through `emulated_link()`."""
+    profile: LinkProfile
+    emulation: dict
+    net: Mininet | None = None
+    procs: list = field(default_factory=list)     # (role, Popen) started through popen()
+    daemons: list = field(default_factory=list)   # (role, Popen) delayd instances
+    rules: list = field(default_factory=list)     # (role, iptables args after -A/-D)
+
+    @property
+    def edge(self):
+        return self.host("edge")
+
+    @property
+    def cloud(self):
+        return self.host("cloud")
+
+    edge_ip = IPS["edge"]
+    cloud_ip = IPS["cloud"]
+
+    def host(self, role: str):
+        """The Mininet host for 'edge' or 'cloud'."""
+        if role not in IPS:
+            raise HarnessError(f"role: unknown '{role}' (known: edge, cloud)")
+        if self.net is None:
+            raise HarnessError("the emulated link is stopped")
+        return self.net.get(role)
+
+    def intf(self, role: str) -> str:
+        """The host's link interface name, e.g. edge-eth0 (for GLOO_SOCKET_IFNAME)."""
+        return f"{role}-eth0"
+
+    def popen(self, role: str, argv: list[str], *, cgroup: bool = True, **kw) -> subprocess.Popen:
+        """Start argv in the host (own session and process group; in its CPU cgroup by default)."""
+        host = self.host(role)
+        env = dict(kw.pop("env", None) or os.environ)
+        env[MARKER_ENV] = f"{os.getpid()}:{role}"
+        if self.emulation.get("tcp_cc_set", "").startswith("per socket"):
+            env["HIERBENCH_TCP_CC"] = self.emulation["tcp_cc"]
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        if not cgroup:  # mnexec -d: setsid, so pid == process group id
+            kw["mncmd"] = ["mnexec", "-da", str(host.pid)]
+        proc = host.popen(list(argv), env=env, **kw)
+        self.procs.append((role, proc))
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """Stop one process group started by popen() and forget it."""
+        kill_groups([proc])
+        self.procs = [(r, p) for r, p in self.procs if p is not proc]
+
+    def cmd(self, role: str, line: str) -> str:
+        """Run a short shell line in the host and return its output."""
+        return self.host(role).cmd(line)
+
+    def stop(self) -> None:
+        """Tear everything down; idempotent, and a second call finishes an interrupted one."""
+        procs, self.procs = self.procs, []
+        kill_groups([p for _, p in procs])
+        rules, self.rules = self.rules, []
+        for role, rule in reversed(rules):
+            self._iptables_direct(role, "-D " + rule)
+        daemons, self.daemons = self.daemons, []
+        kill_groups([p for _, p in daemons])
+        net, self.net = self.net, None
+        if net is not None:
+            _stop_net(net)
+            remove_cgroups()
+
+    def _iptables_direct(self, role: str, args: str) -> bool:
+        """iptables in the host's namespace without its shell (which may be mid-command)."""
+        argv = ["mnexec", "-a", str(self.host(role).pid), "iptables", *args.split()]
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            return subprocess.run(argv, capture_output=True, timeout=5).returncode == 0
+        return False
+
+
+def _stop_net(net: Mininet) -> None:
+    """net.stop(), or, if a host shell is busy (interrupted cmd), kill the shells directly."""
+    if not any(host.waiting for host in net.hosts):
+        with contextlib.suppress(Exception):
+            net.stop()
+            return
+    # Killing a shell ends its namespace, which deletes its veth end and iptables rules.
+    for host in net.hosts:
+        with contextlib.suppress(Exception):
+            host.terminate()
+
+
+def _build(link: EmulatedLink, edge_p: dict, cloud_p: dict, compute: ComputeConfig) -> None:
+    """Create the hosts and the TCLink; fix the queue and offloads Mininet leaves alone."""
+    # Mininet logs HTB's harmless "quantum is big" as "*** Error"; _verify_applied checks
+    # what the kernel holds instead.
+    setLogLevel("critical")
+    ncpu = os.cpu_count() or 1
+    net = Mininet(topo=None, host=CPULimitedHost, link=TCLink, controller=None,
+                  build=False, autoSetMacs=True, cleanup=False)
+    link.net = net
+    net.addHost("edge", ip=IPS["edge"] + "/24", cpu=compute.edge_cores / ncpu)
+    net.addHost("cloud", ip=IPS["cloud"] + "/24", cpu=compute.cloud_cores / ncpu)
+    net.addLink("edge", "cloud", params1=edge_p["tc"], params2=cloud_p["tc"])
+    net.build()
+    for role, params in (("edge", edge_p), ("cloud", cloud_p)):
+        dev = link.intf(role)
+        link.cmd(role, f"ethtool -K {dev} tso off gso off")  # TCIntf only sets gro/tx/rx
+        if params["pfifo_limit"] is not None:
+            out = link.cmd(role, f"tc qdisc add dev {dev} parent 5:1 handle 10: "
+                                 f"pfifo limit {params['pfifo_limit']}")
+            if out.strip():
+                raise HarnessError(f"queue on {dev}: tc failed: {out.strip()}")
+
+
+def _impair_inputs(link: EmulatedLink, edge_p: dict, cloud_p: dict) -> None:
+    """Loss (iptables statistic) then delay (NFQUEUE -> delayd) on each receiver's INPUT chain."""
+    for role, params in (("edge", edge_p), ("cloud", cloud_p)):
+        imp, dev = params["input"], link.intf(role)
+        if imp is None:
+            continue
+        tag = f"-m comment --comment {RULE_TAG}"
+        if imp["loss_pct"] > 0:
+            prob = imp["loss_pct"] / 100.0
+            _add_rule(link, role, f"INPUT -i {dev} {tag} -m statistic --mode random "
+                                  f"--probability {prob:.6f} -j DROP")
+        if imp["delay_ms"] > 0 or imp["jitter_ms"] > 0:
+            # Outside the host's CPU cgroup: emulating the link must not eat the host's cores.
+            proc = link.popen(role, _delayd_argv(QUEUE_NUM[role], imp), cgroup=False, text=True,
+                              cwd=_repo_root())
+            link.procs.remove((role, proc))
+            link.daemons.append((role, proc))
+            wait_ready(proc, f"delayd in {role}", READY_TIMEOUT_S)
+            _add_rule(link, role, f"INPUT -i {dev} {tag} -j NFQUEUE --queue-num {QUEUE_NUM[role]}")
+
+
+def _delayd_argv(queue_num: int, impairment: dict) -> list[str]:
+    return [sys.executable, "-m", "harness.delayd", "--queue-num", str(queue_num),
+            "--delay-ms", f"{impairment['delay_ms']:g}", "--jitter-ms", f"{impairment['jitter_ms']:g}"]
+
+
+def _add_rule(link: EmulatedLink, role: str, rule: str) -> None:
+    out = link.cmd(role, f"iptables -A {rule} && echo OK").strip()
+    if not out.endswith("OK"):
+        raise HarnessError(f"iptables in {role} failed: {out.splitlines()[0] if out else rule}")
+    link.rules.append((role, rule))
+
+
+def _repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tc_rate_mbps(text: str) -> float | None:
+    """The first `rate <n><unit>` in tc output, in Mbit/s (tc's K/M/G are powers of 1000)."""
+    match = re.search(r"\brate (\d+(?:\.\d+)?)([KMG]?)bit", text)
+    if not match:
+        return None
+    return float(match.group(1)) * {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}[match.group(2)]
+
+
+def _cfs_cores(role: str) -> float | None:
+    """CPU cores the host's cgroup may use (cfs quota / period), None if unreadable."""
+    base = f"/sys/fs/cgroup/cpu/{role}/cpu.cfs_"
+    with contextlib.suppress(OSError, ValueError):
+        with open(base + "quota_us") as quota, open(base + "period_us") as period:
+            return int(quota.read()) / int(period.read())
+    return None
+
+
+def _verify_applied(link: EmulatedLink, edge_p: dict, cloud_p: dict) -> None:
+    """Record the qdiscs the kernel holds; fail if a rate, netem or queue did not apply."""
+    for role, params in (("edge", edge_p), ("cloud", cloud_p)):
+        dev = link.intf(role)
+        qdiscs = link.cmd(role, f"tc qdisc show dev {dev}").strip()
+        rate = _tc_rate_mbps(link.cmd(role, f"tc class show dev {dev}"))
+        link.emulation[f"{role}_qdiscs"] = qdiscs.splitlines()
+        link.emulation[f"{role}_htb_mbps"] = rate
+        if rate is None or abs(rate - params["tc"]["bw"]) > 0.01 * params["tc"]["bw"]:
+            raise HarnessError(f"rate shaping did not apply on {dev}: class rate {rate} Mbit/s, "
+                               f"want {params['tc']['bw']:g}")
+        if link.emulation["netem"] and "netem" not in qdiscs:
+            raise HarnessError(f"netem did not apply on {dev}: {qdiscs!r}")
+        if params["pfifo_limit"] and f"limit {params['pfifo_limit']}p" not in qdiscs:
+            raise HarnessError(f"queue limit did not apply on {dev}: {qdiscs!r}")
+        link.emulation[f"{role}_cfs_cores"] = _cfs_cores(role)
+    link.emulation["delayd_pids"] = {role: p.pid for role, p in link.daemons}
+    link.emulation["tcp_cc_in_hosts"] = link.cmd(
+        "edge", "cat /proc/sys/net/ipv4/tcp_congestion_control").strip()
+
+
+@contextlib.contextmanager
+def emulated_link(profile: LinkProfile | str, compute: ComputeConfig | None = None, *,
+                  allow_no_delay: bool = False, tcp_cc: str | None = None):
+    """Build the edge/cloud emulation, yield an EmulatedLink, always tear it down."""
+    if os.geteuid() != 0:
+        raise HarnessError("network emulation needs root (Mininet, tc, iptables)")
+    profile = load_profile(profile) if isinstance(profile, str) else profile
+    compute = compute or ComputeConfig()
+    edge_p, cloud_p, emulation = plan(profile, compute, tcp_cc=tcp_cc)
+    stale = leftovers()
+    if stale:       # a crashed run's hosts, links, daemons or rules: remove them first (mn -c)
+        emulation["cleaned_at_start"] = clean()
+        if leftovers():
+            raise HarnessError(f"leftovers of an earlier run could not be removed: {leftovers()[0]} "
+                               f"(try: run_bench.py clean)")
+    link = EmulatedLink(profile, emulation)
+    try:
+        _build(link, edge_p, cloud_p, compute)
+        if not emulation["netem"]:
+            _start_impairments(link, edge_p, cloud_p, allow_no_delay)
+        _verify_applied(link, edge_p, cloud_p)
+        yield link
+    finally:
+        link.stop()
+
+
+def _start_impairments(link: EmulatedLink, edge_p: dict, cloud_p: dict, allow_no_delay: bool) -> None:
+    try:
+        _impair_inputs(link, edge_p, cloud_p)
+    except HarnessError as exc:
+        if not allow_no_delay:
+            raise HarnessError(f"no netem and NFQUEUE delay failed: {exc}") from None
+        for role, rule in reversed(link.rules):
+            link.cmd(role, "iptables -D " + rule)
+        link.rules.clear()
+        kill_groups([p for _, p in link.daemons])
+        link.daemons.clear()
+        link.emulation["delay"] = "none (explicitly allowed)"
+        if link.profile.loss_pct > 0:
+            link.emulation["loss"] = "none (explicitly allowed)"
+
+
+def demo(name: str = "3g") -> None:
+    """Build a profile's link, print what applied and a ping -U, tear down."""
+    with emulated_link(name) as link:
+        print("\n".join(f"{k}: {v}" for k, v in link.emulation.items()))
+        print(link.cmd("edge", f"ping -U -c 3 -i 0.2 {link.cloud_ip}"))

@@ -1,0 +1,175 @@
+"""The whole harness inside Mininet (root): runs complete, CPU shares bite, weights do not
+depend on the link, and killed runs leave nothing behind and say why they failed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from harness.netclean import clean, leftovers
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {"name": "t", "dataset": {"name": "fashion_mnist", "subset": 640, "test_subset": 200},
+        "model": {"arch": "vgg16", "width": 0.25, "split": "conv7"},
+        "training": {"batch_size": 32, "max_batches": 4, "seed": 0},
+        "methods": ["hierarchical", "split"], "links": ["3g"],
+        "compute": {"edge_cores": 0.5, "cloud_cores": 1.0}, "measure": {"calibrate_seconds": 1}}
+
+
+@pytest.fixture(autouse=True)
+def nothing_left():
+    if leftovers():
+        clean()
+    assert leftovers() == []
+    yield
+    left = leftovers()
+    clean()
+    assert left == [], f"left behind: {left}"
+
+
+def scenario(tmp_path, **changes):
+    raw = json.loads(json.dumps(BASE))
+    for key, value in changes.items():
+        node = raw
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def start_run(tmp_path, path, *extra):
+    env = {**os.environ, "HIERBENCH_RESULTS": str(tmp_path / "results")}
+    return subprocess.Popen([sys.executable, str(ROOT / "run_bench.py"), "run", str(path), "--quiet",
+                             "--no-plots", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def run_dir_of(tmp_path, name="t"):
+    dirs = sorted((tmp_path / "results" / name).iterdir())
+    assert len(dirs) == 1
+    return dirs[0]
+
+
+def case_totals(run_dir):
+    return {json.loads((d / "case.json").read_text())["method"]: json.loads((d / "totals.json").read_text())
+            for d in sorted(run_dir.iterdir()) if (d / "totals.json").exists()}
+
+
+def test_hierarchical_and_split_complete_over_3g(tmp_path):
+    proc = start_run(tmp_path, scenario(tmp_path))
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(tmp_path)
+    totals = case_totals(run_dir)
+    assert totals["hierarchical"]["steps"] == totals["split"]["steps"] == 4
+    assert totals["split"]["wall_s"] > totals["hierarchical"]["wall_s"]
+    link = json.loads((run_dir / "links" / "3g" / "linkcheck.json").read_text())
+    assert link["ok"] and link["emulation"]["delay"] in ("nfqueue", "netem")
+    summary = (run_dir / "summary.csv").read_text()
+    assert "hierarchical" in summary and "split" in summary
+    print(f"\n3g, 4 batches of 32: hierarchical {totals['hierarchical']['wall_s']:.2f} s, "
+          f"split {totals['split']['wall_s']:.2f} s")
+
+
+def edge_compute_per_batch(run_dir):
+    events = [json.loads(x) for d in run_dir.iterdir() if (d / "edge.jsonl").exists()
+              for x in (d / "edge.jsonl").read_text().splitlines()]
+    spans = [e["t_end"] - e["t_start"] for e in events if e["event"] == "compute" and e["step"] > 0]
+    return sorted(spans)[len(spans) // 2]
+
+
+def test_edge_cpu_share_slows_its_compute(tmp_path):
+    per_batch = {}
+    for cores in (0.25, 1.0):
+        sub = tmp_path / f"c{cores}"
+        sub.mkdir()
+        proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["wifi"],
+                                               "compute.edge_cores": cores}))
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        per_batch[cores] = edge_compute_per_batch(run_dir_of(sub))
+    ratio = per_batch[0.25] / per_batch[1.0]
+    print(f"\nedge compute s/batch: {per_batch[0.25]:.3f} at 0.25 core, {per_batch[1.0]:.3f} at 1 core "
+          f"(x{ratio:.2f})")
+    assert ratio > 2.0
+
+
+def test_final_weights_do_not_depend_on_the_link(tmp_path):
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"], "links": ["3g", "wifi"]}))
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(tmp_path)
+    dirs = sorted(d for d in run_dir.iterdir() if (d / "case.json").exists())
+    assert len(dirs) == 2
+    for part in ("edge_part", "exit_head", "cloud_part"):
+        a = torch.load(dirs[0] / f"{part}.pt", weights_only=True)
+        b = torch.load(dirs[1] / f"{part}.pt", weights_only=True)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs between 3g and wifi"
+
+
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def cloud_worker_pid():
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"harness.cloud" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def cloud_computing(tmp_path):
+    files = list((tmp_path / "results").glob("t/*/*/cloud.jsonl"))
+    return files and files[0].read_text().count('"compute"') >= 2
+
+
+def test_sigkill_cloud_worker_mid_run(tmp_path):
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}))
+    try:
+        wait_for(lambda: cloud_computing(tmp_path), 200)
+        os.kill(cloud_worker_pid(), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1].startswith("error: run stopped:")
+    state = json.loads((run_dir_of(tmp_path) / "run_status.json").read_text())
+    assert state["state"] == "partial" and "worker failed" in state["reason"], state
+    case = next(d for d in run_dir_of(tmp_path).iterdir() if (d / "status.json").exists())
+    assert json.loads((case / "status.json").read_text())["status"] == "failed"
+
+
+def test_sigint_harness_mid_run(tmp_path):
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}))
+    try:
+        wait_for(lambda: cloud_computing(tmp_path), 200)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err
+    assert "interrupted" in err.strip().splitlines()[-1]
+    state = json.loads((run_dir_of(tmp_path) / "run_status.json").read_text())
+    assert state["state"] == "partial" and state["reason"] == "interrupted"

@@ -1,0 +1,80 @@
+"""Runtime-model formulas on hand-computed cases (pure: no torch, no network)."""
+import pytest
+
+from harness.runtime_model import (WIRE_EFFICIENCY, Costs, LinkRates, Sizes, costs_from_profile,
+                                   predict, sizes_for, slowdown)
+
+C = Costs(edge_fwd=0.1, edge_bwd=0.2, head=0.05, cloud=0.3, full_edge=1.0, full_cloud=0.5)
+FAST = LinkRates(up_Bps=1e9, down_Bps=1e9, d_up_s=0.0, d_down_s=0.0)
+
+
+def test_link_bound_pipeline_is_n_times_transfer():
+    # 1 MB per batch at 100 kB/s: 10 s per transfer dominates every compute term.
+    s = Sizes(act=1e6, grad=0, raw=0)
+    link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.075, d_down_s=0.075)
+    p = predict("hierarchical", C, s, link, n=50)
+    fill = 0.35 + 10 + 0.075 + 0.3
+    assert p.total_s == pytest.approx(fill + 49 * 10)
+    assert p.bottleneck == "uplink" and p.busy["uplink_s"] == pytest.approx(500)
+
+
+def test_compute_bound_pipeline_runs_at_the_slowest_stage():
+    s = Sizes(act=1000, grad=0, raw=0)
+    p = predict("hierarchical", C, s, FAST, n=11)
+    assert p.bottleneck == "edge_compute"                  # t_e = 0.35 > t_c = 0.3
+    assert p.total_s == pytest.approx(0.35 + 1e-6 + 0.3 + 10 * 0.35)
+
+
+def test_split_pays_both_transfers_and_delays_every_batch():
+    s = Sizes(act=2000, grad=4000, raw=0)
+    link = LinkRates(up_Bps=1000, down_Bps=2000, d_up_s=0.05, d_down_s=0.05)
+    p = predict("split", C, s, link, n=10)
+    per = 0.1 + 2.0 + 0.05 + 0.3 + 2.0 + 0.05 + 0.2
+    assert p.total_s == pytest.approx(10 * per)
+    assert p.busy["downlink_s"] == pytest.approx(20.0)
+
+
+def test_cloud_only_caches_later_epochs():
+    s = Sizes(act=0, grad=0, raw=5000)
+    link = LinkRates(up_Bps=1000, down_Bps=1000, d_up_s=0.1, d_down_s=0.1)
+    one = predict("cloud", C, s, link, n=4)
+    assert one.total_s == pytest.approx(5 + 0.5 + 0.1 + 3 * 5)        # upload-bound
+    three = predict("cloud", C, s, link, n=4, epochs=3)
+    assert three.total_s == pytest.approx(one.total_s + 8 * 0.5)      # epochs 2-3 from cache
+    assert three.busy["uplink_s"] == pytest.approx(20)
+
+
+def test_edge_only_and_hierarchical_gain_vs_split():
+    assert predict("edge", C, Sizes(0, 0, 0), FAST, n=7).total_s == pytest.approx(7.0)
+    s = Sizes(act=1e5, grad=1e5, raw=0)
+    link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.05, d_down_s=0.05)
+    h = predict("hierarchical", C, s, link, n=100).total_s
+    sp = predict("split", C, s, link, n=100).total_s
+    assert h < sp / 2     # one transfer per batch, overlapped, vs two plus delays, in series
+
+
+def test_sizes_and_codecs():
+    fp32 = sizes_for(4096, 784, batch=64, codec="fp32")
+    int8 = sizes_for(4096, 784, batch=64, codec="int8")
+    assert fp32.act - int8.act == 64 * 3 * 1024
+    assert fp32.grad == 64 * 4096 + 188 and fp32.raw == 64 * (784 + 16) + 188
+
+
+def test_cpu_share_slowdown_and_profile_sums():
+    assert slowdown(1, 0.5) == 2 and slowdown(1, 2.0) == 1 and slowdown(2, 1.0) == 2
+    prof = {"threads": 1, "preprocess_s": 0.01, "heads": {"b1": {"forward_s": 0.02, "backward_step_s": 0.03}},
+            "blocks": [{"block": "b0", "forward_s": 0.1, "backward_step_s": 0.2},
+                       {"block": "b1", "forward_s": 0.1, "backward_step_s": 0.2},
+                       {"block": "fc", "forward_s": 0.01, "backward_step_s": 0.02}]}
+    prof["heads"]["b0"] = prof["heads"]["b1"]
+    c = costs_from_profile(prof, prof, "b1", edge_cores=0.5, cloud_cores=1.0)
+    assert c.edge_fwd == pytest.approx(2 * (0.01 + 0.2))
+    assert c.edge_bwd == pytest.approx(2 * 0.4) and c.head == pytest.approx(2 * 0.05)
+    assert c.cloud == pytest.approx(0.03) and c.full_cloud == pytest.approx(0.01 + 0.63)
+
+
+def test_wire_efficiency_matches_htb_header_accounting():
+    assert LinkRates.from_profile(type("P", (), {"up_mbps": 1.1, "down_mbps": 2.0, "up_delay_ms": 75,
+                                                 "down_delay_ms": 75})()).up_Bps == \
+        pytest.approx(1.1e6 / 8 * 1448 / 1514)
+    assert WIRE_EFFICIENCY == pytest.approx(0.9564, abs=1e-4)

@@ -1,0 +1,252 @@
+"""Emulated link: the delay daemon's logic, the netem plan, and (root) calibration + teardown.
+
+    sudo .venv/bin/python -m pytest tests/test_topology.py -s     # -s shows the tables
+"""
+import dataclasses
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mininet")
+
+from harness import linkcheck, netclean, topology  # noqa: E402
+from harness.config import ComputeConfig, Tolerances  # noqa: E402
+from harness.delayd import Delayer  # noqa: E402
+from harness.doctor import checks, format_report  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
+from harness.netclean import leftovers  # noqa: E402
+from harness.profiles import load_profile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakePacket:
+    def __init__(self, log, n):
+        self.log, self.n = log, n
+
+    def accept(self):
+        self.log.append(self.n)
+
+
+def test_delayer_holds_for_the_delay_and_keeps_order():
+    log, d = [], Delayer(delay_ms=50)
+    for n, t in enumerate([0.0, 0.001, 0.002]):
+        d.add(FakePacket(log, n), t)
+    d.release_due(0.0499)
+    assert log == []
+    d.release_due(0.0505)
+    assert log == [0]
+    d.release_due(0.0525)
+    assert log == [0, 1, 2] and not d.held
+    assert d.timeout(1.0, idle_s=0.5) == 0.5
+
+
+def test_delayer_jitter_bounded_and_never_reorders():
+    log, d = [], Delayer(delay_ms=20, jitter_ms=5, seed=1)
+    for n in range(500):
+        d.add(FakePacket(log, n), n * 1e-4)
+    releases = [t for t, _ in d.held]
+    assert releases == sorted(releases)                                   # FIFO
+    spread = [t - n * 1e-4 for n, t in enumerate(releases)]
+    assert min(spread) >= 0.015 - 1e-9 and max(spread) <= 0.025 + 1e-3  # +- 5 ms (+ no-overtake)
+    d.flush()
+    assert log == list(range(500))
+
+
+def test_delayer_learns_wakeup_lateness():
+    d = Delayer(delay_ms=10)
+    for _ in range(100):
+        d.woke(asked_s=0.005, slept_s=0.0052)
+    assert d.lead_s == pytest.approx(0.0002, rel=0.01)
+    d.add(FakePacket([], 0), now=0.0)
+    assert d.timeout(0.0) == pytest.approx(0.0098)
+
+
+def test_netem_path_planned_when_probe_says_yes(monkeypatch):
+    """With netem (mocked probe), delay/jitter/loss ride netem on the sender, once per direction."""
+    monkeypatch.setattr(topology, "netem_available", lambda: True)
+    p = dataclasses.replace(load_profile("3g"), jitter_ms=4, loss_pct=1)
+    edge, cloud, emu = topology.plan(p, ComputeConfig(edge_cores=0.5, cloud_cores=1.5))
+    assert edge["tc"]["delay"] == "75ms" and cloud["tc"]["delay"] == "75ms"
+    assert edge["tc"]["jitter"] == "4ms" and edge["tc"]["loss"] == 1
+    assert "loss" not in cloud["tc"] and "jitter" not in cloud["tc"]
+    assert edge["tc"]["max_queue_size"] == cloud["tc"]["max_queue_size"] == 100
+    assert edge["input"] is None and cloud["input"] is None
+    assert emu["netem"] is True and emu["delay"] == "netem" and emu["loss"] == "netem"
+    assert emu["rate"] == "htb" and emu["queue"] == "netem limit" and emu["queue_packets"] == 100
+    ncpu = emu["cpu_count"]
+    assert emu["edge_cpu_fraction"] == pytest.approx(0.5 / ncpu)
+    assert emu["cloud_cpu_fraction"] == pytest.approx(1.5 / ncpu) or 1.5 > ncpu
+
+
+def test_no_netem_plan_uses_nfqueue_and_iptables(monkeypatch):
+    monkeypatch.setattr(topology, "netem_available", lambda: False)
+    p = dataclasses.replace(load_profile("4g"), loss_pct=2)
+    edge, cloud, emu = topology.plan(p, ComputeConfig())
+    assert (emu["delay"], emu["loss"], emu["queue"]) == ("nfqueue", "iptables-statistic", "pfifo under htb")
+    assert cloud["input"]["loss_pct"] == 2 and edge["input"]["loss_pct"] == 0
+
+
+def test_plan_rejects_more_cores_than_the_machine(monkeypatch):
+    monkeypatch.setattr(topology, "netem_available", lambda: False)
+    with pytest.raises(HarnessError, match="compute.edge_cores"):
+        topology.plan(load_profile("3g"), ComputeConfig(edge_cores=10_000))
+    with pytest.raises(HarnessError, match="tcp_cc: 'nosuch' not available"):
+        topology.plan(load_profile("3g"), ComputeConfig(), tcp_cc="nosuch")
+
+
+def test_tc_rate_parsing():
+    assert topology._tc_rate_mbps("class htb 5:1 root rate 1100Kbit ceil") == pytest.approx(1.1)
+    assert topology._tc_rate_mbps("rate 30Mbit ceil 30Mbit") == 30.0
+    assert topology._tc_rate_mbps("no class") is None
+
+
+def _result(up, down, rtt, profile="4g"):
+    p = load_profile(profile)
+    measured = {"up_mbps": up, "down_mbps": down, "rtt_ms": rtt}
+    checks_ = linkcheck.judge(p, measured, Tolerances())
+    return {"profile": p.name, "configured": {"up_mbps": p.up_mbps, "down_mbps": p.down_mbps,
+            "rtt_ms": p.rtt_ms}, "measured": measured, "checks": checks_,
+            "ok": all(c["ok"] for c in checks_.values())}
+
+
+def test_judge_tolerances_and_require_ok(tmp_path):
+    good = _result(5.6, 12.4, 60.6)                        # 95.7% goodput, +0.6 ms
+    assert good["ok"]
+    linkcheck.require_ok(good)
+    assert '"ok": true' in linkcheck.write_linkcheck(tmp_path, good).read_text()
+    bad = _result(5.0, 12.4, 67.5)                         # 85% goodput; 7.5 > 6 + 1 ms
+    assert not bad["checks"]["up_goodput"]["ok"] and not bad["checks"]["rtt"]["ok"]
+    assert bad["checks"]["down_goodput"]["ok"]
+    with pytest.raises(HarnessError, match=r"up_goodput 5 .*rtt 67.5"):
+        linkcheck.require_ok(bad)
+    assert "4g" in linkcheck.format_table([good, bad])
+
+
+def test_doctor_report_format():
+    rows = [("root", True, "ok"), ("sch_netem", False, "lacks"), ("NFQUEUE", True, "x"),
+            ("python: netfilterqueue", True, "y"), ("iperf3", False, "apt-get install iperf3")]
+    text = format_report(rows)
+    assert "MISSING  apt-get install iperf3" in text and "sch_netem               --" in text
+
+
+# ---------------------------------------------------------------- root: real Mininet
+
+
+@pytest.fixture
+def clean_before_after():
+    assert leftovers() == [], "leftovers from an earlier run: run python -m harness.netclean"
+    yield
+    assert leftovers() == []
+
+
+CALIBRATION = []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", ["3g", "4g", "wifi"])
+def test_calibration_within_tolerance(name, clean_before_after):
+    profile = load_profile(name)
+    with topology.emulated_link(profile, ComputeConfig()) as link:
+        result = linkcheck.calibrate(link, profile, Tolerances(), seconds=3)
+    CALIBRATION.append(result)
+    print("\n" + linkcheck.format_table(CALIBRATION))
+    emu = result["emulation"]
+    assert emu["rate"] == "htb" and emu["edge_htb_mbps"] == pytest.approx(profile.up_mbps)
+    assert emu["delay"] in ("netem", "nfqueue")
+    m = result["measured"]
+    assert m["up_mbps"] >= 0.90 * profile.up_mbps
+    assert m["down_mbps"] >= 0.90 * profile.down_mbps
+    assert m["up_mbps"] <= 1.0 * profile.up_mbps and m["down_mbps"] <= profile.down_mbps
+    assert abs(m["rtt_ms"] - profile.rtt_ms) <= 0.10 * profile.rtt_ms + 1.0
+    assert m["rtt_probes"] >= 10
+    assert result["ok"]
+
+
+@pytest.mark.root
+def test_teardown_when_body_raises(clean_before_after):
+    with pytest.raises(RuntimeError, match="boom"):
+        with topology.emulated_link("4g") as link:
+            daemons = [p for _, p in link.daemons]
+            link.popen("edge", ["sleep", "60"])
+            link.popen("cloud", ["sh", "-c", "sleep 60 & sleep 60"], cgroup=False)
+            assert len(leftovers()) >= 4            # two shells, two sleeps (+ delayds, cgroups)
+            raise RuntimeError("boom")
+    assert all(p.returncode == 0 for p in daemons)  # delayd exits cleanly on SIGTERM
+    link.stop()                                     # idempotent
+
+
+@pytest.mark.root
+def test_loss_on_up_direction_only(clean_before_after):
+    p = dataclasses.replace(load_profile("wifi"), up_delay_ms=1, down_delay_ms=1, loss_pct=20)
+    with topology.emulated_link(p) as link:
+        assert link.emulation["loss"] in ("netem", "iptables-statistic")
+        out = link.cmd("edge", f"ping -U -n -q -c 400 -i 0.005 -W 1 {link.cloud_ip}")
+    lost = float(re.search(r"([\d.]+)% packet loss", out).group(1))
+    assert 12 <= lost <= 28, out                    # 20% one way (36% if it doubled)
+
+
+@pytest.mark.root
+def test_delay_fails_loudly_unless_allowed(monkeypatch, clean_before_after):
+    if topology.netem_available():
+        pytest.skip("netem present: the NFQUEUE fallback is not used")
+    monkeypatch.setattr(topology, "_delayd_argv", lambda q, imp: ["false"])
+    with pytest.raises(HarnessError, match="NFQUEUE delay failed"):
+        with topology.emulated_link("4g"):
+            pass
+    assert leftovers() == []
+    with topology.emulated_link("4g", allow_no_delay=True) as link:
+        assert link.emulation["delay"] == "none (explicitly allowed)"
+        out = link.cmd("edge", f"ping -U -n -c 3 -i 0.2 {link.cloud_ip}")
+    rtts = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
+    assert statistics.median(rtts) < 5.0
+
+
+@pytest.mark.root
+def test_doctor_fast_and_complete():
+    start = time.monotonic()
+    rows = checks()
+    assert time.monotonic() - start < 10
+    bad = [(name, detail) for name, ok, detail in rows if not ok and name != "sch_netem"]
+    assert bad == []
+    assert "unshare" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                           text=True).stdout
+
+
+CHILD = """
+import signal, sys, time
+from harness.topology import emulated_link
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+with emulated_link("3g") as link:
+    link.popen("edge", ["sleep", "60"])
+    print("READY", flush=True)
+    time.sleep(60)
+"""
+
+
+def _child_with_link():
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                            cwd=str(ROOT))
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+@pytest.mark.root
+def test_sigterm_tears_down_and_netclean_handles_sigkill(clean_before_after):
+    proc = _child_with_link()
+    proc.send_signal(signal.SIGTERM)                # handler raises SystemExit -> finally
+    assert proc.wait(timeout=30) == 143
+    assert leftovers() == []
+    proc = _child_with_link()
+    proc.kill()                                     # no teardown at all: a crash
+    proc.wait(timeout=10)
+    assert leftovers() != []
+    removed = netclean.clean()
+    assert any("delayd" in line for line in removed)
+    assert leftovers() == []
