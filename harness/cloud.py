@@ -26,7 +26,7 @@ from harness.metrics import COMPUTE, EventLog
 from harness.models import SplitModel, build_split_model
 from harness.wire import Connection, WireError, decode_activation
 from harness.worker import (Link, cloud_handshake, fail, join_cgroup, load_case, parse_address,
-                            save_parts, tune_socket)
+                            save_parts, tune_socket, warm_up)
 
 
 def build_model(case: Case) -> SplitModel:
@@ -47,9 +47,20 @@ def frames(link: Link):
         yield frame
 
 
-def run_hierarchical(case: Case, link: Link, hello: dict, case_dir: Path) -> None:
-    """Train f_c on arriving activations; nothing is sent back until `done`."""
+def prepare(case: Case) -> SplitModel:
+    """Build and warm up the cloud's model before the edge connects (off the clock)."""
     model = build_model(case)
+    spec = SPECS[case.dataset.name]
+    batch = case.training.batch_size
+    if case.method == "cloud":
+        warm_up(model.full(), (batch, spec.channels, spec.image_size, spec.image_size))
+    else:
+        warm_up(model.cloud, (batch, *model.activation_shape))
+    return model
+
+
+def run_hierarchical(case: Case, model: SplitModel, link: Link, hello: dict, case_dir: Path) -> None:
+    """Train f_c on arriving activations; nothing is sent back until `done`."""
     opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
     for frame in frames(link):
         step = frame.info.get("step")
@@ -59,9 +70,8 @@ def run_hierarchical(case: Case, link: Link, hello: dict, case_dir: Path) -> Non
     save_parts(case_dir, cloud_part=model.cloud)
 
 
-def run_split(case: Case, link: Link, hello: dict, case_dir: Path) -> None:
+def run_split(case: Case, model: SplitModel, link: Link, hello: dict, case_dir: Path) -> None:
     """Per batch: forward/backward f_c, step, send dL/da back."""
-    model = build_model(case)
     opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
     for frame in frames(link):
         step = frame.info.get("step")
@@ -72,9 +82,8 @@ def run_split(case: Case, link: Link, hello: dict, case_dir: Path) -> None:
     save_parts(case_dir, cloud_part=model.cloud)
 
 
-def run_cloud_only(case: Case, link: Link, hello: dict, case_dir: Path) -> None:
+def run_cloud_only(case: Case, model: SplitModel, link: Link, hello: dict, case_dir: Path) -> None:
     """Train f end to end on uploaded raw images; cache them for later epochs."""
-    model = build_model(case)
     full = model.full()
     opt = m.make_optimizer(full.parameters(), optim_config(case.training))
     spec = SPECS[case.dataset.name]
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if case.method not in PROTOCOLS:
             raise HarnessError(f"method '{case.method}' has no cloud side")
         torch.set_num_threads(case.compute.cloud_threads)
+        model = prepare(case)
         log = EventLog(args.case_dir / "cloud.jsonl", "cloud")
         host, port = parse_address(args.listen)
         try:
@@ -190,12 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         tune_socket(conn.sock)
         conn.max_payload = args.max_payload_mib << 20
         link = Link(conn, log)
-        PROTOCOLS[case.method](case, link, hello, args.case_dir)
+        PROTOCOLS[case.method](case, model, link, hello, args.case_dir)
         link.send("done", None)
-        log.point("wire_totals", sent_payload=conn.sent_payload, sent_framing=conn.sent_framing,
-                  recv_payload=conn.recv_payload, recv_framing=conn.recv_framing)
+        link.close()
         log.point("end")
-        conn.close()
         return 0
     except (HarnessError, WireError, socket.timeout) as exc:
         return fail("cloud", str(exc) or type(exc).__name__, log)

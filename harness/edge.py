@@ -21,7 +21,7 @@ from harness.data import ImageData, load_dataset
 from harness.metrics import COMPUTE, EventLog
 from harness.wire import Connection, WireError, encode_activation
 from harness.worker import (Link, Sender, connect, edge_handshake, fail, join_cgroup, load_case,
-                            save_parts)
+                            save_parts, warm_up)
 
 CACHE_CHUNK = 1024      # samples per cache-only upload frame (cloud-only, later epochs)
 
@@ -35,6 +35,16 @@ class Edge:
         self.per_epoch = batches_per_epoch(case, len(data))
         self.prep = Augmenter(case, data.spec, self.per_epoch)
         self.optim = optim_config(case.training)
+        spec, batch = data.spec, case.training.batch_size
+        shape = (batch, spec.channels, spec.image_size, spec.image_size)
+        if case.method == "hierarchical":
+            warm_up(torch.nn.Sequential(self.model.edge, self.model.exit_head), shape)
+        elif case.method == "split":
+            warm_up(self.model.edge, shape)
+        elif case.method == "edge":
+            warm_up(self.model.full(), shape)
+        else:                          # cloud-only: nothing to train, only the import to pay
+            warm_up(torch.nn.Linear(1, 1), (1, 1))
 
     def batches(self, epochs: int | None = None):
         for item in train_batches(self.data, self.case):
@@ -144,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             link = Link(conn, log)
             edge_handshake(link, case.method, case_hash, {"n_train": len(data)})
             PROTOCOLS[case.method](edge, link)
-            log.point("wire_totals", sent_payload=conn.sent_payload, sent_framing=conn.sent_framing,
-                      recv_payload=conn.recv_payload, recv_framing=conn.recv_framing)
-            conn.close()
+            link.close()
         log.point("end")
         return 0
     except (HarnessError, WireError, socket.timeout) as exc:

@@ -31,6 +31,7 @@ from harness.profiles import LinkProfile, link_params, load_profile
 IPS = {"edge": "10.0.0.1", "cloud": "10.0.0.2"}
 QUEUE_NUM = {"edge": 11, "cloud": 12}   # NFQUEUE numbers (one per receiving host)
 READY_TIMEOUT_S = 10.0
+CFS_PERIOD_US = 10_000
 
 
 def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = None,
@@ -55,6 +56,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
         "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
         "edge_cpu_fraction": compute.edge_cores / ncpu, "cloud_cpu_fraction": compute.cloud_cores / ncpu,
         "edge_cores": compute.edge_cores, "cloud_cores": compute.cloud_cores, "cpu_count": ncpu,
+        "cfs_period_us": CFS_PERIOD_US,
     }
     if profile.loss_pct > 0:
         emulation["loss"] = "netem" if netem else "iptables-statistic"
@@ -173,8 +175,10 @@ def _build(link: EmulatedLink, edge_p: dict, cloud_p: dict, compute: ComputeConf
     net = Mininet(topo=None, host=CPULimitedHost, link=TCLink, controller=None,
                   build=False, autoSetMacs=True, cleanup=False)
     link.net = net
-    net.addHost("edge", ip=IPS["edge"] + "/24", cpu=compute.edge_cores / ncpu)
-    net.addHost("cloud", ip=IPS["cloud"] + "/24", cpu=compute.cloud_cores / ncpu)
+    # CFS period 10 ms (Mininet's default is 100 ms): a half-core quota then alternates in
+    # 5 ms slices, so a ~0.2 s training step sees the share it was given, not a 50 ms burst.
+    net.addHost("edge", ip=IPS["edge"] + "/24", cpu=compute.edge_cores / ncpu, period_us=CFS_PERIOD_US)
+    net.addHost("cloud", ip=IPS["cloud"] + "/24", cpu=compute.cloud_cores / ncpu, period_us=CFS_PERIOD_US)
     net.addLink("edge", "cloud", params1=edge_p["tc"], params2=cloud_p["tc"])
     net.build()
     for role, params in (("edge", edge_p), ("cloud", cloud_p)):
