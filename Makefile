@@ -7,8 +7,7 @@ setup:
 	scripts/bootstrap.sh
 
 bench: setup
-	$(PY) run_bench.py train --model vgg16 --split conv4 --subset 12800 --test-subset 2000
-	$(PY) run_bench.py train --model resnet18 --split layer2.1 --subset 12800 --test-subset 2000
+	$(PY) run_bench.py run scenarios/quick.yaml
 
 test: setup
 	$(PY) -m pytest
