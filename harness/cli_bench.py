@@ -194,7 +194,7 @@ def _scenario_checks(run_dir: Path) -> list[str]:
 def _print_summary(run_dir: Path) -> None:
     import pandas as pd
     summary = pd.read_csv(run_dir / "summary.csv")
-    cols = ["arch", "link", "method", "rep", "status", "steps", "wall_s", "est_full_wall_s",
+    cols = ["arch", "split", "codec", "link", "method", "rep", "status", "steps", "wall_s", "est_full_wall_s",
             "final_acc", "edge_exit_acc", "gain_vs_split", "gain_vs_cloud", "gain_vs_edge",
             "pipeline_eff", "predicted_s", "predicted_err"]
     cols = [c for c in cols if c in summary and summary[c].notna().any()]
