@@ -243,7 +243,8 @@ def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
         # No shaping: one unshaped "link", named for what it is, never a profile's name.
         scenario = dataclasses.replace(scenario, links=("loopback",))
     profiles, train, test = preflight(scenario, opts)
-    emulation = "mininet" if opts.emulate else "none: loopback TCP, no shaping (--loopback)"
+    emulation = ("mininet" if opts.emulate else
+                 "none: loopback TCP, no link shaping, no CPU shares (--loopback)")
     run_dir = new_run_dir(scenario.name, extra_meta={"emulation": emulation,
                                                       "scenario": scenario.name})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -60,7 +60,7 @@ class LocalLauncher:
 
     known_address = None          # port 0: the edge must wait for the cloud's READY
     join = None                   # no cgroups
-    describe = "loopback TCP on this machine, no shaping"
+    describe = "loopback TCP on this machine, no link shaping, no CPU shares"
 
 
 @dataclass
