@@ -10,6 +10,9 @@ Assumptions (each one a term the emulation may show to be missing):
 - A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514) seconds: HTB shapes
   whole Ethernet frames, and TCP carries 1448 payload bytes per 1514-byte frame. Each message
   also pays the one-way delay once. TCP slow start, loss and queueing are not modelled.
+- A fresh TCP connection starts with a 10-segment window: the first message pays one round
+  trip per doubling until the window covers min(message, bandwidth-delay product). Later
+  messages are assumed to find the window open (no restart after idle is modelled).
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue:
   fill + (N-1) x max(t_e, s_a/R_up, t_c), fill = t_e + s_a/R_up + d_up + t_c.
 - split: strictly sequential: N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
@@ -19,12 +22,14 @@ Times are seconds, sizes bytes, rates bytes/s. No torch here: profiles are plain
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 WIRE_EFFICIENCY = 1448 / 1514     # TCP payload per Ethernet frame (MSS with timestamps)
 FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
 LABEL_B = 8                       # int64 label per sample
 CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+INITIAL_WINDOW_B = 10 * 1448      # Linux initial congestion window: 10 segments
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,17 @@ class LinkRates:
     down_Bps: float
     d_up_s: float
     d_down_s: float
+
+    @property
+    def rtt_s(self) -> float:
+        return self.d_up_s + self.d_down_s
+
+    def start_up_s(self, first_message_b: float) -> float:
+        """Extra seconds the first message on a fresh connection spends growing the window."""
+        need = min(first_message_b, self.up_Bps * self.rtt_s)
+        if need <= INITIAL_WINDOW_B:
+            return 0.0
+        return (math.ceil(math.log2(need / INITIAL_WINDOW_B + 1)) - 1) * self.rtt_s
 
     @classmethod
     def from_profile(cls, p) -> "LinkRates":
@@ -116,7 +132,7 @@ def predict(method: str, c: Costs, s: Sizes, link: LinkRates, n: int, epochs: in
     if method == "hierarchical":
         t_e, up = c.edge_fwd + c.edge_bwd + c.head, s.act / link.up_Bps
         total, neck = _pipeline({"edge_compute": t_e, "uplink": up, "cloud_compute": c.cloud},
-                                link.d_up_s, total_n)
+                                link.d_up_s + link.start_up_s(s.act), total_n)
         busy = {"edge_compute_s": total_n * t_e, "uplink_s": total_n * up,
                 "cloud_compute_s": total_n * c.cloud, "downlink_s": 0.0}
         return Prediction(method, total, busy, neck)
@@ -127,11 +143,13 @@ def predict(method: str, c: Costs, s: Sizes, link: LinkRates, n: int, epochs: in
                  "cloud_compute": c.cloud, "downlink": down + link.d_down_s}
         busy = {"edge_compute_s": total_n * (c.edge_fwd + c.edge_bwd), "uplink_s": total_n * up,
                 "cloud_compute_s": total_n * c.cloud, "downlink_s": total_n * down}
-        return Prediction(method, total_n * per, busy, max(parts, key=parts.get) + " (sequential)")
+        return Prediction(method, total_n * per + link.start_up_s(s.act), busy,
+                          max(parts, key=parts.get) + " (sequential)")
     if method == "cloud":
         up = s.raw / link.up_Bps
         uploads = n if cached_epochs else total_n
-        total, neck = _pipeline({"uplink": up, "cloud_compute": c.full_cloud}, link.d_up_s, uploads)
+        total, neck = _pipeline({"uplink": up, "cloud_compute": c.full_cloud},
+                                link.d_up_s + link.start_up_s(s.raw), uploads)
         total += (total_n - uploads) * c.full_cloud
         busy = {"edge_compute_s": 0.0, "uplink_s": uploads * up,
                 "cloud_compute_s": total_n * c.full_cloud, "downlink_s": 0.0}

@@ -13,7 +13,9 @@ def test_link_bound_pipeline_is_n_times_transfer():
     s = Sizes(act=1e6, grad=0, raw=0)
     link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.075, d_down_s=0.075)
     p = predict("hierarchical", C, s, link, n=50)
-    fill = 0.35 + 10 + 0.075 + 0.3
+    # Window growth: BDP = 1e5 B/s x 0.15 s = 15 kB > 14,480 B: one extra round trip.
+    assert link.start_up_s(1e6) == pytest.approx(0.15)
+    fill = 0.35 + 10 + 0.075 + 0.15 + 0.3
     assert p.total_s == pytest.approx(fill + 49 * 10)
     assert p.bottleneck == "uplink" and p.busy["uplink_s"] == pytest.approx(500)
 
@@ -71,6 +73,16 @@ def test_cpu_share_slowdown_and_profile_sums():
     assert c.edge_fwd == pytest.approx(2 * (0.01 + 0.2))
     assert c.edge_bwd == pytest.approx(2 * 0.4) and c.head == pytest.approx(2 * 0.05)
     assert c.cloud == pytest.approx(0.03) and c.full_cloud == pytest.approx(0.01 + 0.63)
+
+
+def test_tcp_start_up_rounds():
+    link = LinkRates(up_Bps=18e6 / 8, down_Bps=30e6 / 8, d_up_s=0.01, d_down_s=0.01)
+    assert link.start_up_s(10_000) == 0.0                       # fits the initial window
+    # BDP 45 kB: the window must grow 14.5 -> 29 -> 58 kB, two round trips.
+    assert link.start_up_s(1e6) == pytest.approx(0.04)
+    # 30 kB: the window must grow 14.5 -> 29 -> 58 kB, but the last doubling carries the
+    # message's tail within the same round: one extra round trip.
+    assert link.start_up_s(30_000) == pytest.approx(0.02)
 
 
 def test_wire_efficiency_matches_htb_header_accounting():
