@@ -14,7 +14,6 @@ import dataclasses
 import json
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 

@@ -4,6 +4,7 @@ Every user-fixable problem is a HarnessError, printed as one line `error: ...` w
 """
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -145,7 +146,7 @@ def pair(dataset, data_root, arch, split, width, max_batches, batch_size, subset
         case_dir = run_dir / f"{i:02d}-{case.label}"
         result = run_case(case, case_dir)
         acc = evaluate_case(case, case_dir, train_data, test_data)
-        (case_dir / "accuracy.json").write_text(__import__("json").dumps(acc) + "\n")
+        (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
         click.echo(f"done {case.method}: {result['wall_s']:.2f} s training wall time", err=True)
     _print_totals(run_dir)
 
@@ -172,11 +173,15 @@ def totals_cmd(run_dir) -> None:
 
 
 def _print_totals(run_dir) -> None:
-    from harness.results import case_table
-    table = case_table(run_dir)
+    from pathlib import Path
+
+    from harness.results import build_summary
+    if not Path(run_dir).is_dir():
+        raise HarnessError(f"run directory not found: {run_dir}")
+    table = build_summary(Path(run_dir))
     cols = [c for c in ("method", "codec", "link", "status", "steps", "wall_s", "edge_compute_s",
-                        "uplink_s", "cloud_compute_s", "downlink_s", "bytes_up_payload",
-                        "bytes_down_payload", "raw_bytes_to_cloud", "final_acc",
+                        "uplink_s", "cloud_compute_s", "downlink_s", "bytes_up_total",
+                        "bytes_down_total", "raw_bytes_to_cloud", "final_acc",
                         "edge_exit_acc") if c in table]
     click.echo(f"{run_dir}: training-phase totals per case (seconds, bytes; accuracy off the clock)")
     click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))

@@ -19,21 +19,14 @@ import torch
 
 from harness import methods as m
 from harness.config import Case, optim_config
-from harness.data import SPECS, ImageData, batch_order
+from harness.data import SPECS, batch_order
 from harness.errors import HarnessError
-from harness.local import Augmenter, batches_per_epoch
+from harness.local import Augmenter, batches_per_epoch, build_model_for
 from harness.metrics import COMPUTE, EventLog
-from harness.models import SplitModel, build_split_model
+from harness.models import SplitModel
 from harness.wire import Connection, WireError, decode_activation
 from harness.worker import (Link, cloud_handshake, fail, join_cgroup, load_case, parse_address,
                             save_parts, tune_socket, warm_up)
-
-
-def build_model(case: Case) -> SplitModel:
-    spec = SPECS[case.dataset.name]
-    return build_split_model(case.model.arch, case.model.split, width=case.model.width,
-                             in_channels=spec.channels, num_classes=spec.num_classes,
-                             image_size=spec.image_size, seed=case.training.seed)
 
 
 def frames(link: Link):
@@ -49,8 +42,8 @@ def frames(link: Link):
 
 def prepare(case: Case) -> SplitModel:
     """Build and warm up the cloud's model before the edge connects (off the clock)."""
-    model = build_model(case)
     spec = SPECS[case.dataset.name]
+    model = build_model_for(case, spec)
     batch = case.training.batch_size
     if case.method == "cloud":
         warm_up(model.full(), (batch, spec.channels, spec.image_size, spec.image_size))

@@ -28,7 +28,11 @@ def load_case_data(case: Case) -> tuple[ImageData, ImageData]:
 
 
 def build_model(case: Case, data: ImageData) -> SplitModel:
-    spec = data.spec
+    return build_model_for(case, data.spec)
+
+
+def build_model_for(case: Case, spec) -> SplitModel:
+    """The case's split network for a dataset spec (the cloud has no data, only the spec)."""
     return build_split_model(case.model.arch, case.model.split, width=case.model.width,
                              in_channels=spec.channels, num_classes=spec.num_classes,
                              image_size=spec.image_size, seed=case.training.seed)

@@ -9,7 +9,7 @@ import pandas as pd
 from harness.data import SPECS
 from harness.errors import HarnessError
 from harness.models import ARCHS, split_report
-from harness.predict import PAPER_GAINS, predict_for, profiles_for, rank_splits
+from harness.predict import PAPER_GAINS, profiles_for, rank_splits
 from harness.profiles import load_profile
 
 LABEL = ("MODEL PREDICTION (not a measurement): per-block compute measured on this machine "

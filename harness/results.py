@@ -66,26 +66,6 @@ def new_run_dir(scenario: str, root: Path | None = None, extra_meta: dict | None
     return run_dir
 
 
-def case_table(run_dir: Path) -> pd.DataFrame:
-    """One row per case directory: status, the case's key fields, totals and accuracy."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise HarnessError(f"run directory not found: {run_dir}")
-    rows = []
-    for case_dir in sorted(p for p in run_dir.iterdir() if (p / "case.json").exists()):
-        case = json.loads((case_dir / "case.json").read_text())
-        status = _read_json(case_dir / "status.json") or {"status": "unknown"}
-        row = {"case": case_dir.name, "method": case["method"], "arch": case["model"]["arch"],
-               "split": case["model"]["split"], "codec": case.get("codec"),
-               "link": case.get("link"), "status": status.get("status")}
-        row.update(_read_json(case_dir / "totals.json") or {})
-        row.update(_read_json(case_dir / "accuracy.json") or {})
-        rows.append(row)
-    if not rows:
-        raise HarnessError(f"no cases in {run_dir}")
-    return pd.DataFrame(rows)
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +26,7 @@ from harness.data import ImageData
 from harness.errors import HarnessError
 from harness.local import build_model, eval_batches
 from harness.metrics import load_events, totals
+from harness.netclean import kill_groups
 
 READY_TIMEOUT_S = 60.0
 MININET_PORT = 5555
@@ -138,41 +137,13 @@ class StdoutReader(threading.Thread):
 
 
 def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
-    """Read the cloud's stdout until its `READY host:port` line; returns host:port."""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout_s
-    buf = b""
-    try:
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise HarnessError(f"cloud exited before READY (status {proc.wait()})")
-            buf += chunk
-            for line in buf.decode(errors="replace").splitlines():
-                if line.startswith("READY "):
-                    return line.split()[1]
-        raise HarnessError(f"cloud did not print READY within {timeout_s:.0f} s")
-    finally:
-        sel.close()
+    """Wait for a cloud's `READY host:port` line; returns host:port."""
+    return StdoutReader("cloud", proc).wait_ready(timeout_s)
 
 
 def kill_group(proc: subprocess.Popen, grace_s: float = 2.0) -> None:
     """SIGTERM the process group, then SIGKILL what is left after `grace_s`."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    kill_groups([proc], grace_s)
 
 
 def last_error(log_path: Path) -> str:

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from harness.compare import (baseline_values, github_benchmark_json, judge, load_baseline,

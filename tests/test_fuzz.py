@@ -3,13 +3,11 @@
 Afterwards the same cloud process still accepts a real edge and completes a run.
 """
 import json
-import os
 import pickle
 import random
 import socket
 import time
 
-import pytest
 
 from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
 from harness.runner import LocalLauncher, kill_group, wait_ready, wait_workers

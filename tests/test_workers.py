@@ -12,7 +12,7 @@ from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, Trai
 from harness.data import load_dataset
 from harness.errors import HarnessError
 from harness.local import run_local
-from harness.metrics import load_events, totals
+from harness.metrics import load_events
 from harness.runner import LocalLauncher, kill_group, run_case, wait_ready
 
 BATCH, STEPS = 8, 20
