@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness.catalog import ARCHS, CODECS, DATASETS, METHODS, OPTIMIZERS, split_points
 from harness.errors import HarnessError
-
-CODECS = ("fp32", "fp16", "int8")
-DATA_MODES = ("epochs", "online")
+from harness.fields import check_type, section, str_list
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,6 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
-    data_mode: str = "epochs"         # epochs: cloud-only caches uploads; online: one pass
     queue_size: int = 2               # hierarchical/cloud in-flight batches on the edge
 
 
@@ -120,7 +118,6 @@ class Scenario:
 
     def cases(self) -> list[Case]:
         """The sweep matrix, model-major; each arch takes only the split points it has."""
-        from harness.models import split_points
         out = []
         for arch, split, codec, link, method in itertools.product(
                 self.archs, self.splits, self.codecs, self.links, self.methods):
@@ -131,68 +128,17 @@ class Scenario:
         return out
 
 
+# Keys older scenarios may carry, and why they are gone.
+REMOVED_KEYS = {"training.data_mode": "no longer a key: it was validated but never changed a "
+                                      "run (delete the line)"}
 SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": ComputeConfig,
             "tolerances": Tolerances, "measure": MeasureConfig}
 TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
             "links", "codec", "repetitions", "tolerances", "measure", "checks"}
 
 
-def _check_type(where: str, value: Any, annotation: str) -> Any:
-    """Coerce/check one scalar against a dataclass field's annotation string."""
-    optional = "None" in annotation
-    if value is None:
-        if optional:
-            return None
-        raise HarnessError(f"{where}: must not be empty")
-    base = annotation.replace(" | None", "")
-    if base == "str":
-        if not isinstance(value, str):
-            raise HarnessError(f"{where}: expected a string, got {value!r}")
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise HarnessError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise HarnessError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    raise AssertionError(f"unhandled annotation {annotation}")
-
-
-def _section(cls, raw: Any, where: str):
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    for key in raw:
-        if key not in known:
-            raise HarnessError(f"{where}.{key}: unknown key (known: {', '.join(known)})")
-    values = {k: _check_type(f"{where}.{k}", v, str(known[k].type)) for k, v in raw.items()}
-    return cls(**values)
-
-
-def _str_list(raw: Any, where: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        raise HarnessError(f"{where}: must not be empty")
-    for item in items:
-        if not isinstance(item, str):
-            raise HarnessError(f"{where}: expected a name or a list of names, got {item!r}")
-        if allowed is not None and item not in allowed:
-            raise HarnessError(f"{where}: unknown value '{item}' (known: {', '.join(allowed)})")
-    if len(set(items)) != len(items):
-        raise HarnessError(f"{where}: duplicate entries in {items}")
-    return tuple(items)
-
-
 def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     """Validate a scenario mapping; every error names the offending field."""
-    from harness.data import DATASETS
-    from harness.methods import METHODS, OPTIMIZERS
-    from harness.models import ARCHS, split_points
-
     if not isinstance(raw, dict):
         raise HarnessError(f"{source}: expected a mapping at the top level")
     for key in raw:
@@ -203,13 +149,13 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     name = raw["name"]
     if not all(c.isalnum() or c in "-_." for c in name):
         raise HarnessError(f"{source}: name: only letters, digits, '-', '_' and '.' allowed")
-    sections = {key: _section(cls, raw.get(key), key) for key, cls in SECTIONS.items()}
+    sections = {key: section(cls, raw.get(key), key, REMOVED_KEYS) for key, cls in SECTIONS.items()}
     model_raw = dict(raw.get("model") or {})
     if not isinstance(raw.get("model", {}), (dict, type(None))):
         raise HarnessError("model: expected a mapping")
-    archs = _str_list(model_raw.pop("arch", "vgg16"), "model.arch", ARCHS)
-    splits = _str_list(model_raw.pop("split", "conv4"), "model.split")
-    model = _section(ModelConfig, model_raw, "model")
+    archs = str_list(model_raw.pop("arch", "vgg16"), "model.arch", ARCHS)
+    splits = str_list(model_raw.pop("split", "conv4"), "model.split")
+    model = section(ModelConfig, model_raw, "model")
     for split in splits:
         if not any(split in split_points(arch) for arch in archs):
             valid = "; ".join(f"{a}: {', '.join(split_points(a))}" for a in archs)
@@ -219,11 +165,11 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
             raise HarnessError(f"model.split: none of {list(splits)} is a split point of {arch}")
     scenario = Scenario(
         name=name, description=str(raw.get("description", "")), archs=archs, splits=splits,
-        model=model, methods=_str_list(raw.get("methods", list(METHODS)), "methods", METHODS),
-        links=_str_list(raw.get("links", "3g"), "links"),
-        codecs=_str_list(raw.get("codec", "fp32"), "codec", CODECS),
-        repetitions=_check_type("repetitions", raw.get("repetitions", 1), "int"),
-        checks=_str_list(raw["checks"], "checks") if raw.get("checks") else (),
+        model=model, methods=str_list(raw.get("methods", list(METHODS)), "methods", METHODS),
+        links=str_list(raw.get("links", "3g"), "links"),
+        codecs=str_list(raw.get("codec", "fp32"), "codec", CODECS),
+        repetitions=check_type("repetitions", raw.get("repetitions", 1), "int"),
+        checks=str_list(raw["checks"], "checks") if raw.get("checks") else (),
         **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
@@ -244,8 +190,6 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (t.lr > 0, "training.lr", "must be > 0"),
         (0 <= t.momentum < 1, "training.momentum", "must be in [0, 1)"),
         (t.weight_decay >= 0, "training.weight_decay", "must be >= 0"),
-        (t.data_mode in DATA_MODES, "training.data_mode", f"must be one of {', '.join(DATA_MODES)}"),
-        (t.data_mode != "online" or t.epochs == 1, "training.epochs", "online mode is one pass: epochs must be 1"),
         (t.queue_size >= 1, "training.queue_size", "must be >= 1"),
         (c.edge_cores > 0, "compute.edge_cores", "must be > 0"),
         (c.cloud_cores > 0, "compute.cloud_cores", "must be > 0"),
@@ -303,13 +247,9 @@ def case_from_dict(raw: dict) -> Case:
     """Rebuild a Case saved with `Case.to_dict` (what workers read)."""
     try:
         return Case(dataset=DatasetConfig(**raw["dataset"]), model=ModelConfig(**raw["model"]),
-                    training=TrainConfig(**raw["training"]),
+                    training=TrainConfig(**{k: v for k, v in raw["training"].items()
+                                            if f"training.{k}" not in REMOVED_KEYS}),
                     compute=ComputeConfig(**raw["compute"]), method=raw["method"],
                     codec=raw.get("codec", "fp32"), link=raw.get("link"))
     except (KeyError, TypeError) as exc:
         raise HarnessError(f"case file is malformed: {exc}") from None
-
-
-def optim_config(t: TrainConfig):
-    from harness.methods import OptimConfig
-    return OptimConfig(t.optimizer, t.lr, t.momentum, t.weight_decay)

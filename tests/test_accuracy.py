@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
-from harness.local import load_case_data, run_local
+from harness.train.batches import load_case_data
+from harness.train.reference import run_local
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")]

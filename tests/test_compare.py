@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare import (baseline_values, github_benchmark_json, judge, load_baseline,
+from harness.analysis.compare import (baseline_values, github_benchmark_json, judge, load_baseline,
                              parse_check, write_baseline)
 from harness.errors import HarnessError
-from harness.results import build_summary
+from harness.analysis.summary import build_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 WALLS = {"3g": {"hierarchical": 60.0, "split": 100.0, "cloud": 50.0, "edge": 80.0},

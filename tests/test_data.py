@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.data import (SPECS, augment_generator, batch_order, load_dataset, preprocess)
+from harness.train.data import augment_generator, batch_order, load_dataset, preprocess
 from harness.errors import HarnessError
+from harness.paths import FASHION_MNIST_DIR
 
 
 def write_idx(path, array):
@@ -54,8 +55,7 @@ def test_fashion_mnist_from_gz_files(fmnist_dir):
     assert x.shape == (4, 1, 32, 32), "Fashion-MNIST is padded to 32x32"
 
 
-@pytest.mark.skipif(not SPECS or not __import__("pathlib").Path(
-    "/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
 def test_real_fashion_mnist_package():
     train = load_dataset("fashion_mnist", subset=1000)
     assert len(load_dataset("fashion_mnist", train=False)) == 10_000

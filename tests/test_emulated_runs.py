@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from harness.netclean import clean, leftovers
+from harness.emulation.netclean import clean, leftovers
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ def cloud_worker_pid():
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"harness.cloud" in (entry / "cmdline").read_bytes():
+                if b"harness.workers.cloud" in (entry / "cmdline").read_bytes():
                     return int(entry.name)
             except OSError:
                 continue

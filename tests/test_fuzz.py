@@ -10,8 +10,10 @@ import time
 
 
 from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
-from harness.runner import LocalLauncher, kill_group, wait_ready, wait_workers
-from harness.wire import HEADER, MAGIC, KINDS, build_frame
+from harness.procs import kill_group, wait_ready
+from harness.run.case import wait_workers
+from harness.run.launchers import LocalLauncher
+from harness.workers.wire import HEADER, MAGIC, KINDS, build_frame
 
 N_FRAMES = 10_000
 

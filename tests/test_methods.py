@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import methods as m
+from harness.train import methods as m
 from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
-from harness.data import load_dataset
-from harness.local import TRAINERS, Augmenter, build_model, train_batches
-from harness.models import BUILDERS
+from harness.train.data import load_dataset
+from harness.train.batches import Augmenter, build_model, train_batches
+from harness.train.reference import TRAINERS
+from harness.train.models import BUILDERS
 
 STEPS = 20
 
@@ -37,7 +38,7 @@ def reference_weights(case, data):
 
 
 def method_weights(case, data):
-    model = build_model(case, data)
+    model = build_model(case, data.spec)
     TRAINERS[case.method](model, case, train_batches(data, case), Augmenter(case, data.spec, STEPS))
     return [p.detach().clone() for p in model.full().parameters()]
 
@@ -56,7 +57,7 @@ def test_end_to_end_methods_equal_unsplit_training(fake, arch, split, method):
     got = method_weights(case, fake)
     assert len(ref) == len(got)
     diff = max((r - g).abs().max().item() for r, g in zip(ref, got))
-    start = build_model(case, fake)
+    start = build_model(case, fake.spec)
     moved = max((r - s).abs().max().item() for r, s in zip(ref, start.full().parameters()))
     assert moved > 1e-3, "training must actually change the weights"
     assert diff <= 1e-5, f"{method} at {arch}/{split}: max abs diff {diff:.3g}"
@@ -71,7 +72,7 @@ def test_hierarchical_differs_from_end_to_end(fake):
 
 def test_hierarchical_edge_gradients_come_only_from_exit_loss(fake):
     case = make_case("resnet18", "layer2.0", "hierarchical")
-    model = build_model(case, fake)
+    model = build_model(case, fake.spec)
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
     edge_params = [*model.edge.parameters(), *model.exit_head.parameters()]
@@ -104,7 +105,7 @@ def test_hierarchical_edge_gradients_come_only_from_exit_loss(fake):
 
 def test_hierarchical_hands_over_only_detached_activations_and_labels(fake):
     case = make_case("vgg16", "conv4", "hierarchical")
-    model = build_model(case, fake)
+    model = build_model(case, fake.spec)
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
     opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], m.OptimConfig())
@@ -118,7 +119,7 @@ def test_hierarchical_hands_over_only_detached_activations_and_labels(fake):
 
 
 def test_split_backward_rejects_wrong_gradient_shape(fake):
-    model = build_model(make_case("vgg16", "conv2", "split"), fake)
+    model = build_model(make_case("vgg16", "conv2", "split"), fake.spec)
     opt = m.make_optimizer(model.edge.parameters(), m.OptimConfig())
     a = m.split_edge_forward(model.edge, opt, torch.randn(2, 3, 32, 32))
     with pytest.raises(Exception, match="gradient shape"):
@@ -126,9 +127,19 @@ def test_split_backward_rejects_wrong_gradient_shape(fake):
 
 
 def test_evaluate_reports_both_exits(fake):
-    model = build_model(make_case("vgg16", "conv4", "hierarchical"), fake)
-    batches = [(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,)))]
+    model = build_model(make_case("vgg16", "conv4", "hierarchical"), fake.spec)
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
+               for _ in range(3)]
+    model.edge.train()
     acc = m.evaluate(model.edge, model.cloud, model.exit_head, batches)
-    assert 0 <= acc["final_acc"] <= 1 and 0 <= acc["edge_exit_acc"] <= 1
+    assert model.edge.training, "evaluate restores train mode"
+    # The same counts by hand, in eval mode (BatchNorm running statistics), over all batches.
+    model.edge.eval(), model.cloud.eval(), model.exit_head.eval()
+    with torch.no_grad():
+        final = sum((model.cloud(model.edge(x)).argmax(1) == y).sum().item() for x, y in batches)
+        early = sum((model.exit_head(model.edge(x)).argmax(1) == y).sum().item() for x, y in batches)
+    assert acc["final_acc"] == final / 48 and acc["edge_exit_acc"] == early / 48
+    model.edge.train(), model.cloud.train(), model.exit_head.train()
     assert m.evaluate(model.edge, model.cloud, None, batches)["edge_exit_acc"] is None
     assert model.edge.training, "evaluate restores train mode"

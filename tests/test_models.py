@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.models import build_split_model, split_points, split_report
+from harness.train.models import build_split_model, split_points, split_report
 
 
 @pytest.mark.parametrize("arch,count", [("vgg16", 13), ("resnet18", 9)])

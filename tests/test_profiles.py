@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
-from harness.profiles import LinkProfile, link_params, list_profiles, load_profile, parse_profile
+from harness.emulation.links import LinkProfile, link_params, list_profiles, load_profile, parse_profile
 
 # DESIGN.md section 4: (up Mbit/s, down Mbit/s, RTT ms)
 TABLE = {"3g": (1.1, 2.0, 150), "4g": (5.85, 13, 60), "wifi": (18.88, 30, 20)}

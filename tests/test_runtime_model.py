@@ -1,16 +1,16 @@
 """Runtime-model formulas on hand-computed cases (pure: no torch, no network)."""
 import pytest
 
-from harness.runtime_model import (WIRE_EFFICIENCY, Costs, LinkRates, Sizes, costs_from_profile,
+from harness.predict.runtime import (WIRE_EFFICIENCY, Costs, LinkRates, Sizes, costs_from_profile,
                                    predict, sizes_for, slowdown)
 
-C = Costs(edge_fwd=0.1, edge_bwd=0.2, head=0.05, cloud=0.3, full_edge=1.0, full_cloud=0.5)
+C = Costs(edge_fwd_s=0.1, edge_bwd_s=0.2, head_s=0.05, cloud_s=0.3, full_edge_s=1.0, full_cloud_s=0.5)
 FAST = LinkRates(up_Bps=1e9, down_Bps=1e9, d_up_s=0.0, d_down_s=0.0)
 
 
 def test_link_bound_pipeline_is_n_times_transfer():
     # 1 MB per batch at 100 kB/s: 10 s per transfer dominates every compute term.
-    s = Sizes(act=1e6, grad=0, raw=0)
+    s = Sizes(act_b=1e6, grad_b=0, raw_b=0)
     link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.075, d_down_s=0.075)
     p = predict("hierarchical", C, s, link, n=50)
     # Window growth: BDP = 1e5 B/s x 0.15 s = 15 kB > 14,480 B: one extra round trip.
@@ -21,14 +21,14 @@ def test_link_bound_pipeline_is_n_times_transfer():
 
 
 def test_compute_bound_pipeline_runs_at_the_slowest_stage():
-    s = Sizes(act=1000, grad=0, raw=0)
+    s = Sizes(act_b=1000, grad_b=0, raw_b=0)
     p = predict("hierarchical", C, s, FAST, n=11)
     assert p.bottleneck == "edge_compute"                  # t_e = 0.35 > t_c = 0.3
     assert p.total_s == pytest.approx(0.35 + 1e-6 + 0.3 + 10 * 0.35)
 
 
 def test_split_pays_both_transfers_and_delays_every_batch():
-    s = Sizes(act=2000, grad=4000, raw=0)
+    s = Sizes(act_b=2000, grad_b=4000, raw_b=0)
     link = LinkRates(up_Bps=1000, down_Bps=2000, d_up_s=0.05, d_down_s=0.05)
     p = predict("split", C, s, link, n=10)
     per = 0.1 + 2.0 + 0.05 + 0.3 + 2.0 + 0.05 + 0.2
@@ -37,7 +37,7 @@ def test_split_pays_both_transfers_and_delays_every_batch():
 
 
 def test_cloud_only_caches_later_epochs():
-    s = Sizes(act=0, grad=0, raw=5000)
+    s = Sizes(act_b=0, grad_b=0, raw_b=5000)
     link = LinkRates(up_Bps=1000, down_Bps=1000, d_up_s=0.1, d_down_s=0.1)
     one = predict("cloud", C, s, link, n=4)
     assert one.total_s == pytest.approx(5 + 0.5 + 0.1 + 3 * 5)        # upload-bound
@@ -48,7 +48,7 @@ def test_cloud_only_caches_later_epochs():
 
 def test_edge_only_and_hierarchical_gain_vs_split():
     assert predict("edge", C, Sizes(0, 0, 0), FAST, n=7).total_s == pytest.approx(7.0)
-    s = Sizes(act=1e5, grad=1e5, raw=0)
+    s = Sizes(act_b=1e5, grad_b=1e5, raw_b=0)
     link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.05, d_down_s=0.05)
     h = predict("hierarchical", C, s, link, n=100).total_s
     sp = predict("split", C, s, link, n=100).total_s
@@ -58,8 +58,8 @@ def test_edge_only_and_hierarchical_gain_vs_split():
 def test_sizes_and_codecs():
     fp32 = sizes_for(4096, 784, batch=64, codec="fp32")
     int8 = sizes_for(4096, 784, batch=64, codec="int8")
-    assert fp32.act - int8.act == 64 * 3 * 1024
-    assert fp32.grad == 64 * 4096 + 188 and fp32.raw == 64 * (784 + 16) + 188
+    assert fp32.act_b - int8.act_b == 64 * 3 * 1024
+    assert fp32.grad_b == 64 * 4096 + 188 and fp32.raw_b == 64 * (784 + 16) + 188
 
 
 def test_cpu_share_slowdown_and_profile_sums():
@@ -70,9 +70,9 @@ def test_cpu_share_slowdown_and_profile_sums():
                        {"block": "fc", "forward_s": 0.01, "backward_step_s": 0.02}]}
     prof["heads"]["b0"] = prof["heads"]["b1"]
     c = costs_from_profile(prof, prof, "b1", edge_cores=0.5, cloud_cores=1.0)
-    assert c.edge_fwd == pytest.approx(2 * (0.01 + 0.2))
-    assert c.edge_bwd == pytest.approx(2 * 0.4) and c.head == pytest.approx(2 * 0.05)
-    assert c.cloud == pytest.approx(0.03) and c.full_cloud == pytest.approx(0.01 + 0.63)
+    assert c.edge_fwd_s == pytest.approx(2 * (0.01 + 0.2))
+    assert c.edge_bwd_s == pytest.approx(2 * 0.4) and c.head_s == pytest.approx(2 * 0.05)
+    assert c.cloud_s == pytest.approx(0.03) and c.full_cloud_s == pytest.approx(0.01 + 0.63)
 
 
 def test_tcp_start_up_rounds():

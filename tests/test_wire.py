@@ -6,8 +6,8 @@ import struct
 import pytest
 import torch
 
-from harness import wire
-from harness.wire import HEADER, MAGIC, Connection, WireError
+from harness.workers import wire
+from harness.workers.wire import HEADER, MAGIC, Connection, WireError
 
 
 def pair():

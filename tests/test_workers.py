@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
-from harness.data import load_dataset
+from harness.train.data import load_dataset
 from harness.errors import HarnessError
-from harness.local import run_local
-from harness.metrics import load_events
-from harness.runner import LocalLauncher, kill_group, run_case, wait_ready
+from harness.train.reference import run_local
+from harness.analysis.totals import load_events
+from harness.procs import kill_group, wait_ready
+from harness.run.case import run_case
+from harness.run.launchers import LocalLauncher
 
 BATCH, STEPS = 8, 20
 ACT = 32 * 8 * 8              # vgg16 width 0.25, split conv4: 32x8x8 per sample
@@ -173,7 +175,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     case_dir = tmp_path / "p"
     case_dir.mkdir()
     (case_dir / "case.json").write_text(json.dumps(make_case("split").to_dict()))
-    proc = subprocess.run([sys.executable, "-m", "harness.cloud", "--case-dir", str(case_dir),
+    proc = subprocess.run([sys.executable, "-m", "harness.workers.cloud", "--case-dir", str(case_dir),
                            "--listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
     taken.close()
     assert proc.returncode == 1

@@ -1,0 +1,93 @@
+"""Steady-state runtime of a pipelined run: fill time, per-batch interval with its 95% CI, and
+the full-budget estimate fill + (N-1) x interval.
+
+    python -c "from harness.analysis.steady import steady_state"
+
+A run of N batches through a pipeline takes fill + (N-1) x Δ, where Δ is the steady interval
+between batch completions (DESIGN.md section 8). Scaling a short window linearly multiplies
+the fill (TCP start-up, first allocations, the pipeline filling) by N/window, which is wrong by
+construction for pipelined methods. Here a batch completes when its last compute step ends
+(on either side); the first `warmup` intervals are set aside; Δ is the mean of the rest.
+
+Confidence interval: batch intervals are autocorrelated (a slow batch holds up the next one
+in a pipeline), so the CI is computed by the method of batch means: the steady intervals are
+cut into `blocks` consecutive groups, and Student's t is applied to the group means, which are
+close to independent when each group spans several batches. The CI describes this run's steady
+rate; repetitions (in the summary) add the run-to-run spread.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+# Student's t, two-sided 95%, by degrees of freedom (1..30); larger: the normal 1.96.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+       2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+MAX_BLOCKS = 6
+MIN_BLOCKS = 3
+
+
+def t95(df: int) -> float:
+    """Two-sided 95% quantile of Student's t with `df` degrees of freedom."""
+    return T95[df - 1] if 1 <= df <= len(T95) else 1.96
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """(mean, 95% CI half-width) of independent values; half-width NaN for fewer than 2."""
+    if not values:
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def warmup_intervals(n_intervals: int) -> int:
+    """Intervals set aside as start-up: a fifth of them, at least 2 (TCP start, queue fill)."""
+    return max(2, n_intervals // 5)
+
+
+def batch_means(intervals: list[float]) -> list[float]:
+    """Means of up to MAX_BLOCKS consecutive, equal-length groups (the tail remainder dropped
+    from the front, so the latest, most settled intervals are kept)."""
+    k = min(MAX_BLOCKS, len(intervals) // 2)
+    if k < MIN_BLOCKS:
+        return []
+    size = len(intervals) // k
+    kept = intervals[len(intervals) - k * size:]
+    return [statistics.fmean(kept[i * size:(i + 1) * size]) for i in range(k)]
+
+
+def steady_state(completions: list[float], start: float, n_full: int) -> dict:
+    """Fill, steady interval (95% CI by batch means) and the estimate for n_full batches.
+
+    `completions`: the time each measured batch completed, in step order; `start`: when the
+    first batch started. Seconds throughout. With too few batches for a CI the interval is
+    still given and every CI is NaN.
+    """
+    times = [t - start for t in completions]
+    intervals = [b - a for a, b in zip(times, times[1:])]
+    if not intervals:
+        wall = times[-1] if times else math.nan
+        return {"fill_s": wall, "interval_s": math.nan, "interval_ci_s": math.nan,
+                "est_s": wall if n_full <= len(times) else math.nan, "est_ci_s": math.nan,
+                "measured_batches": len(times), "warmup_batches": 0, "blocks": 0}
+    warm = min(warmup_intervals(len(intervals)), len(intervals) - 1)
+    steady = intervals[warm:]
+    blocks = batch_means(steady)
+    interval = statistics.fmean(steady)
+    _, half = mean_ci(blocks) if blocks else (interval, math.nan)
+    # The measured transient is kept exactly: batches 0..warm as they happened, then the rate.
+    fill = times[warm] - warm * interval
+    remaining = max(n_full - 1 - warm, 0)
+    return {"fill_s": fill, "interval_s": interval, "interval_ci_s": half,
+            "est_s": times[warm] + remaining * interval, "est_ci_s": remaining * half,
+            "measured_batches": len(times), "warmup_batches": warm + 1, "blocks": len(blocks)}
+
+
+def ratio_ci(num: float, num_ci: float, den: float, den_ci: float) -> float:
+    """95% CI half-width of num/den from the two half-widths (delta method, independent)."""
+    if not den or any(map(math.isnan, (num, num_ci, den, den_ci))):
+        return math.nan
+    return abs(num / den) * math.hypot(num_ci / num if num else 0.0, den_ci / den)

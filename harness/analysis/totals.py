@@ -1,0 +1,131 @@
+"""Per-case totals derived from the workers' JSONL events (harness.workers.events).
+
+    python run_bench.py totals RUN_DIR
+
+Spans carry t_start/t_end in seconds of the worker's monotonic clock; the edge records
+the cloud clock's offset measured at connection set-up (`clock` event), and the loader maps
+cloud times onto the edge clock. This module reads files only: it imports neither torch nor
+the runner, so analysis runs anywhere.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.workers.events import COMPUTE, RECV, SEND, WAIT
+
+
+def load_events(case_dir: str | Path) -> pd.DataFrame:
+    """All events of one case, cloud times mapped onto the edge clock (column `t_*` aligned)."""
+    case_dir = Path(case_dir)
+    frames = []
+    for role in ("edge", "cloud"):
+        path = case_dir / f"{role}.jsonl"
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            frames.append(pd.DataFrame(rows))
+    if not frames:
+        return pd.DataFrame(columns=["role", "event", "step", "t_start", "t_end"])
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("t_start", "t_end", "t", "step"):
+        if col not in df:
+            df[col] = float("nan")
+    offset = clock_offset(df)
+    cloud = df["role"] == "cloud"
+    for col in ("t_start", "t_end", "t"):
+        df.loc[cloud, col] = df.loc[cloud, col] - offset
+    return df
+
+
+def clock_offset(df: pd.DataFrame) -> float:
+    """cloud_clock - edge_clock as the edge measured it (0 when there was no connection)."""
+    clock = df[(df["role"] == "edge") & (df["event"] == "clock")]
+    return float(clock["offset_s"].iloc[-1]) if len(clock) else 0.0
+
+
+def _busy(df: pd.DataFrame, role: str, event: str) -> float:
+    rows = df[(df["role"] == role) & (df["event"] == event)]
+    return float((rows["t_end"] - rows["t_start"]).sum()) if len(rows) else 0.0
+
+
+def _sum(df: pd.DataFrame, role: str, event: str, col: str) -> int:
+    rows = df[(df["role"] == role) & (df["event"] == event)]
+    return int(rows[col].fillna(0).sum()) if col in rows and len(rows) else 0
+
+
+LINK_BUSY_DEFINITIONS = {
+    "send_to_recv": "union over messages of [sender's send start, receiver's receive end]",
+    "send_calls": "sender's time inside send calls (receiver's log missing or incomplete; "
+                  "undercounts: a send returns once its bytes are in the socket buffer)",
+    "none": "no messages in this direction",
+}
+
+
+def link_busy(df: pd.DataFrame, sender: str, receiver: str) -> tuple[float, str]:
+    """(seconds the link carried data one way, which definition applied).
+
+    Preferred: the union over messages of [sender's send start, receiver's recv end]. A send
+    call returns once its bytes are in the kernel's socket buffer, so send spans alone
+    undercount; messages arrive in order (TCP), so the k-th send pairs with the k-th receive.
+    Includes each message's propagation delay. When the counts differ (a peer's log is
+    missing or cut short) it falls back to the sender's send calls, and says so.
+    """
+    kinds = ("batch", "grad")
+    sends = df[(df["role"] == sender) & (df["event"] == SEND)].sort_values("t_start")
+    recvs = df[(df["role"] == receiver) & (df["event"] == RECV)]
+    if "kind" in recvs:
+        recvs = recvs[recvs["kind"].isin(kinds)]
+    recvs = recvs.sort_values("t_end")
+    if sends.empty:
+        return 0.0, "none"
+    if recvs.empty or len(recvs) != len(sends):
+        return _busy(df, sender, SEND), "send_calls"
+    spans = sorted(zip(sends["t_start"], recvs["t_end"]))
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in spans:
+        if cur_end is None or start > cur_end:
+            total += (cur_end - cur_start) if cur_end is not None else 0.0
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    return total + (cur_end - cur_start if cur_end is not None else 0.0), "send_to_recv"
+
+
+def totals(df: pd.DataFrame) -> dict:
+    """Per-run totals: wall time, busy time per stage, bytes per direction.
+
+    Wall time runs from the first batch's start (edge compute, or the edge's first upload for
+    cloud-only) to the end of the last compute step on either side. Uplink busy time is the
+    edge's time inside send calls (the kernel takes bytes at the link's pace once its socket
+    buffer is full); downlink busy time is the cloud's. Uplink/downlink busy time is the
+    time the link carried messages (`link_busy`); `*_send_s` keeps the time inside send calls.
+    """
+    work = df[df["event"].isin([COMPUTE, SEND])]
+    if work.empty:
+        return {"wall_s": float("nan"), "steps": 0}
+    start = float(work["t_start"].min())
+    end = float(df[df["event"] == COMPUTE]["t_end"].max())
+    steps = df[(df["event"] == COMPUTE)]["step"].nunique()
+    uplink_s, uplink_def = link_busy(df, "edge", "cloud")
+    downlink_s, downlink_def = link_busy(df, "cloud", "edge")
+    return {
+        "wall_s": end - start,
+        "steps": int(steps),
+        "edge_compute_s": _busy(df, "edge", COMPUTE),
+        "uplink_s": uplink_s,
+        "cloud_compute_s": _busy(df, "cloud", COMPUTE),
+        "downlink_s": downlink_s,
+        "uplink_definition": uplink_def,
+        "downlink_definition": downlink_def,
+        "edge_send_s": _busy(df, "edge", SEND),
+        "cloud_send_s": _busy(df, "cloud", SEND),
+        "edge_wait_s": _busy(df, "edge", WAIT),
+        "cloud_wait_s": _busy(df, "cloud", WAIT),
+        "bytes_up_payload": _sum(df, "edge", SEND, "bytes_payload"),
+        "bytes_up_total": _sum(df, "edge", SEND, "bytes_payload") + _sum(df, "edge", SEND, "bytes_framing"),
+        "bytes_down_payload": _sum(df, "cloud", SEND, "bytes_payload"),
+        "bytes_down_total": _sum(df, "cloud", SEND, "bytes_payload") + _sum(df, "cloud", SEND, "bytes_framing"),
+        "raw_bytes_to_cloud": _sum(df, "edge", SEND, "bytes_raw"),
+    }

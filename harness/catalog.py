@@ -1,0 +1,30 @@
+"""The names a scenario may use, without importing torch: methods, models, split points, codecs.
+
+    python -c "from harness.catalog import split_points; print(split_points('resnet18'))"
+
+`config` validates against these; `train.models` builds networks whose block names a test
+holds equal to `SPLIT_POINTS`, so the two cannot drift apart.
+"""
+from __future__ import annotations
+
+from harness.errors import HarnessError
+
+METHODS = ("hierarchical", "split", "cloud", "edge")
+BASELINES = ("split", "cloud", "edge")          # what hierarchical's gains are measured against
+OPTIMIZERS = ("sgd", "adam")
+DATASETS = ("fashion_mnist", "cifar10", "tiny_imagenet", "fake")
+CODECS = ("fp32", "fp16", "int8")               # activation encodings on the wire
+ARCHS = ("vgg16", "resnet18")
+# A separation point is named after the last block kept on the edge (input side first).
+SPLIT_POINTS = {
+    "vgg16": tuple(f"conv{i}" for i in range(1, 14)),
+    "resnet18": ("stem",) + tuple(f"layer{s}.{b}" for s in range(1, 5) for b in range(2)),
+}
+DEFAULT_SPLIT = {"vgg16": "conv4", "resnet18": "layer2.1"}
+
+
+def split_points(arch: str) -> list[str]:
+    """Valid separation points of an architecture, input side first."""
+    if arch not in SPLIT_POINTS:
+        raise HarnessError(f"unknown model '{arch}' (known: {', '.join(ARCHS)})")
+    return list(SPLIT_POINTS[arch])

@@ -1,0 +1,163 @@
+"""Benchmark commands: run, list, plot, check, baseline.
+
+    python run_bench.py run scenarios/quick.yaml
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+from harness.paths import BASELINES_DIR, SCENARIOS
+
+
+def _run_state(run_dir: Path) -> tuple[str, str]:
+    try:
+        state = json.loads((run_dir / "run_status.json").read_text())
+        return state.get("state", "unknown"), state.get("reason", "")
+    except (OSError, ValueError):
+        return "unknown", "no run_status.json"
+
+
+def _summary(run_dir: str):
+    """summary.csv of a run (rebuilt from its case directories if missing or stale)."""
+    import pandas as pd
+
+    from harness.analysis.summary import build_summary
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise HarnessError(f"run directory not found: {path}")
+    state, reason = _run_state(path)
+    scenario = path.parent.name
+    summary = build_summary(path, scenario) if any(path.glob("*/case.json")) else None
+    if summary is None:
+        if not (path / "summary.csv").exists():
+            raise HarnessError(f"no finished cases in {path}")
+        summary = pd.read_csv(path / "summary.csv")
+    if state != "complete":
+        click.echo(f"note: partial run ({state}: {reason}); {int((summary['status'] == 'ok').sum())}"
+                   f" case(s) finished", err=True)
+    return summary, state != "complete"
+
+
+
+@click.command()
+@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a scenario key, e.g. --set training.lr=0.01 (repeatable)")
+@click.option("--loopback", is_flag=True,
+              help="no emulation: workers over loopback TCP, unshaped (labelled 'loopback')")
+@click.option("--allow-no-delay", is_flag=True,
+              help="if delay cannot be emulated, run anyway and record 'no delay'")
+@click.option("--quiet", is_flag=True, help="no progress bars or per-case lines (CI)")
+@click.option("--no-plots", is_flag=True)
+def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots) -> None:
+    """Run a scenario: every case under every link profile; write results and plots."""
+    from harness.bench import Options, run_scenario
+    from harness.config import load_scenario
+    scenario, raw = load_scenario(scenario_file, list(overrides))
+    opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
+                   plots=not no_plots, echo=lambda s: click.echo(s, err=True))
+    run_dir = run_scenario(scenario, raw, opts)
+    _print_summary(run_dir)
+
+@click.command("list")
+def list_cmd() -> None:
+    """Link profiles, scenarios, models and their split points."""
+    from harness.catalog import ARCHS, split_points
+    from harness.emulation.links import list_profiles, load_profile
+    click.echo("link profiles (topologies/):")
+    for name in list_profiles():
+        p = load_profile(name)
+        click.echo(f"  {name:<8} up {p.up_mbps:g} / down {p.down_mbps:g} Mbit/s, RTT "
+                   f"{p.rtt_ms:g} ms, loss {p.loss_pct:g}%, queue {p.queue_packets} packets")
+    click.echo("scenarios (scenarios/):")
+    for path in sorted(SCENARIOS.glob("*.yaml")):
+        import yaml
+        doc = yaml.safe_load(path.read_text()) or {}
+        click.echo(f"  {path.name:<22} {str(doc.get('description', '')).strip()[:70]}")
+    click.echo("models and split points:")
+    for arch in ARCHS:
+        click.echo(f"  {arch}: {', '.join(split_points(arch))}")
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+def plot(run_dir) -> None:
+    """(Re)draw a run's plots into RUN_DIR/plots/ (works on partial runs)."""
+    from harness.analysis.plots import make_all
+    summary, partial = _summary(run_dir)
+    summary.to_csv(Path(run_dir) / "summary.csv", index=False)
+    for path in make_all(Path(run_dir), partial=partial):
+        click.echo(str(path))
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--baseline", "baseline_file", required=True,
+              type=click.Path(dir_okay=False, path_type=str))
+@click.option("--check", "check_texts", multiple=True,
+              help="METRIC@LINK[/ARCH]:TOL%% (default: the scenario's checks)")
+@click.option("--github-json", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="also write github-action-benchmark customBiggerIsBetter JSON here")
+def check(run_dir, baseline_file, check_texts, github_json) -> None:
+    """Gate: compare a run's runtime gains with a baseline; exit 1 on a regression."""
+    from harness.analysis.compare import (format_verdicts, github_benchmark_json, judge,
+                                          load_baseline, parse_check)
+    summary, _ = _summary(run_dir)
+    texts = list(check_texts) or _scenario_checks(Path(run_dir))
+    if not texts:
+        raise HarnessError("no checks: give --check or list them under 'checks' in the scenario")
+    checks = [parse_check(t) for t in texts]
+    table = judge(summary, checks, load_baseline(Path(baseline_file)))
+    click.echo(format_verdicts(table))
+    if github_json:
+        Path(github_json).write_text(json.dumps(github_benchmark_json(summary, checks), indent=2))
+    bad = table[table["verdict"] != "pass"]
+    if len(bad):
+        click.echo(f"{len(bad)} of {len(table)} check(s) failed", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"all {len(table)} check(s) passed")
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--output", default=None, help="default: results/baselines/<scenario>.json")
+def baseline(run_dir, output) -> None:
+    """Promote a run's gains to a baseline file for `check`."""
+    from harness.analysis.compare import write_baseline
+    summary, partial = _summary(run_dir)
+    if partial:
+        raise HarnessError(f"{run_dir} is a partial run: refusing to make a baseline of it")
+    scenario = Path(run_dir).parent.name
+    path = Path(output) if output else BASELINES_DIR / f"{scenario}.json"
+    doc = write_baseline(summary, path, str(run_dir), scenario)
+    click.echo(f"wrote {path} ({len(doc['values'])} values)")
+
+
+def _scenario_checks(run_dir: Path) -> list[str]:
+    import yaml
+    try:
+        raw = yaml.safe_load((run_dir / "scenario.yaml").read_text()) or {}
+    except OSError:
+        return []
+    checks = raw.get("checks") or []
+    return [checks] if isinstance(checks, str) else list(checks)
+
+
+def _print_summary(run_dir: Path) -> None:
+    import pandas as pd
+    summary = pd.read_csv(run_dir / "summary.csv")
+    cols = ["arch", "split", "codec", "link", "method", "rep", "status", "steps", "wall_s", "est_full_wall_s",
+            "final_acc", "edge_exit_acc", "gain_vs_split", "gain_vs_cloud", "gain_vs_edge",
+            "pipeline_eff", "predicted_s", "predicted_err"]
+    cols = [c for c in cols if c in summary and summary[c].notna().any()]
+    click.echo(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    sources = summary["runtime_source"].dropna().unique().tolist()
+    acc_sources = summary["acc_source"].dropna().unique().tolist()
+    click.echo(f"runtime: {'; '.join(sources)}")
+    click.echo(f"accuracy: {'; '.join(acc_sources)}")
+    click.echo(f"gains: 1 - wall(hierarchical)/wall(baseline), same run, same link; "
+               f"results in {run_dir}; plots in {run_dir / 'plots'}")
+
+
+COMMANDS = (run, list_cmd, plot, check, baseline)

@@ -1,0 +1,36 @@
+"""The runtime-model command: rank split points per link, paper-scale predictions.
+
+    python run_bench.py predict --paper
+"""
+from __future__ import annotations
+
+import click
+
+
+
+@click.command()
+@click.option("--model", "archs", multiple=True, default=("vgg16", "resnet18"), show_default=True)
+@click.option("--width", default=0.25, show_default=True, type=float)
+@click.option("--dataset", default="fashion_mnist", show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--batches", default=100, show_default=True, type=int, help="batches per epoch")
+@click.option("--links", default="3g,4g,wifi", show_default=True)
+@click.option("--codecs", default="fp32", show_default=True, help="comma list: fp32,fp16,int8")
+@click.option("--edge-cores", default=0.5, show_default=True, type=float)
+@click.option("--cloud-cores", default=1.0, show_default=True, type=float)
+@click.option("--max-edge-mib", default=None, type=float, help="edge memory limit (MiB)")
+@click.option("--paper", is_flag=True,
+              help="paper scale: full-width models, CIFAR-10, 50,000 samples (781 batches)")
+@click.option("--plot", "plot_path", default=None, help="PNG: runtime vs split point per link")
+def predict(archs, width, dataset, batch_size, batches, links, codecs, edge_cores,
+            cloud_cores, max_edge_mib, paper, plot_path) -> None:
+    """Model prediction: rank split points per link; predicted runtime and gains."""
+    from harness.predict.report import report
+    if paper:
+        width, dataset, batches = 1.0, "cifar10", 50_000 // batch_size
+    report(list(archs), width, dataset, batch_size, batches, links.split(","),
+           codecs.split(","), edge_cores, cloud_cores, max_edge_mib, paper, plot_path,
+           echo=click.echo)
+
+
+COMMANDS = (predict,)

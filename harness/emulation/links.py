@@ -1,0 +1,138 @@
+"""Link profiles: YAML in `topologies/`, validated into frozen dataclasses, turned into tc params.
+
+    .venv/bin/python -c "from harness.emulation.links import load_profile; print(load_profile('3g'))"
+
+"up" is edge -> cloud, "down" is cloud -> edge. Each delay applies to its own direction only.
+`jitter_ms` and `loss_pct` apply to the up direction only (the one that carries activations):
+TCLink would otherwise put them on both interfaces and double them over a round trip.
+`link_params` is the only place that turns a profile into per-interface numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.fields import check_type
+from harness.paths import TOPOLOGIES
+
+# TCP payload per Ethernet frame that HTB counts (MSS 1448 with timestamps, 1514 on the wire):
+# goodput over a shaped link is this fraction of its configured rate.
+WIRE_EFFICIENCY = 1448 / 1514
+MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the rate silently
+NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
+           "queue_packets")
+KEYS = ("name",) + NUMBERS + ("source",)
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    name: str
+    up_mbps: float           # edge -> cloud rate, Mbit/s (10^6 bit/s, link layer)
+    down_mbps: float         # cloud -> edge rate, Mbit/s
+    up_delay_ms: float       # one-way delay edge -> cloud, ms
+    down_delay_ms: float     # one-way delay cloud -> edge, ms
+    jitter_ms: float         # uniform +- jitter on the up delay, ms (packet order is kept)
+    loss_pct: float          # random loss on the up direction, percent of packets
+    queue_packets: int       # bottleneck queue per direction, packets
+    source: dict = field(default_factory=dict, compare=False)  # where each number comes from
+
+    @property
+    def rtt_ms(self) -> float:
+        """Round-trip propagation delay, ms (no queueing, no serialization)."""
+        return self.up_delay_ms + self.down_delay_ms
+
+    def to_dict(self) -> dict:
+        """Plain data for run directories (includes rtt_ms)."""
+        return {**asdict(self), "rtt_ms": self.rtt_ms}
+
+
+def list_profiles(directory: Path = TOPOLOGIES) -> list[str]:
+    """Names of the profiles shipped in `topologies/`, sorted."""
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path) -> LinkProfile:
+    """Load a profile by name (`3g`) or by path to a .yaml file; errors name the field."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(text)
+        if not path.is_file():
+            raise HarnessError(f"link profile {text}: no such file")
+    else:
+        path = TOPOLOGIES / f"{text}.yaml"
+        if not path.is_file():
+            raise HarnessError(f"link profile '{text}': unknown (known: {', '.join(list_profiles())})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise HarnessError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_profile(raw, str(path))
+
+
+def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
+    """Validate a profile mapping into a LinkProfile."""
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{where}: expected a mapping at the top level")
+    for key in raw:
+        if key not in KEYS:
+            raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(KEYS)})")
+    for key in KEYS:
+        if key not in raw:
+            raise HarnessError(f"{where}: {key}: missing")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise HarnessError(f"{where}: name: expected a non-empty string")
+    if not isinstance(raw["source"], dict):
+        raise HarnessError(f"{where}: source: expected a mapping of field -> where the number comes from")
+    values = {key: check_type(f"{where}: {key}", raw[key], "float") for key in NUMBERS}
+    _check_ranges(values, where)
+    values["queue_packets"] = int(values["queue_packets"])
+    return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values)
+
+
+def _check_ranges(v: dict, where: str) -> None:
+    rules = [
+        ("up_mbps", 0 < v["up_mbps"] <= MAX_MBPS, f"must be > 0 and <= {MAX_MBPS:g}"),
+        ("down_mbps", 0 < v["down_mbps"] <= MAX_MBPS, f"must be > 0 and <= {MAX_MBPS:g}"),
+        ("up_delay_ms", v["up_delay_ms"] >= 0, "must be >= 0"),
+        ("down_delay_ms", v["down_delay_ms"] >= 0, "must be >= 0"),
+        ("jitter_ms", v["jitter_ms"] >= 0, "must be >= 0"),
+        ("loss_pct", 0 <= v["loss_pct"] < 100, "must be in [0, 100)"),
+        ("queue_packets", v["queue_packets"] >= 1, "must be >= 1"),
+        ("queue_packets", float(v["queue_packets"]).is_integer(), "must be a whole number"),
+    ]
+    for key, ok, message in rules:
+        if not ok:
+            raise HarnessError(f"{where}: {key}: {message}, got {v[key]:g}")
+
+
+def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
+    """Per-interface settings (edge-eth0, cloud-eth0) for a profile; the only such conversion.
+
+    Each side is {"tc": TCIntf kwargs, "pfifo_limit": packets or None, "input": impairments
+    for that host's INPUT chain or None}. Rates shape egress: up on edge, down on cloud.
+    With netem, delay/jitter/loss ride the sender's netem (egress); without it, they go on
+    the receiver's INPUT chain (NFQUEUE delay, iptables loss) and the queue is a pfifo.
+    """
+    p = profile
+    # Offloads off so a packet is a packet: one loss draw, one queue slot, one delay entry.
+    offloads = {"gro": False, "txo": False, "rxo": False}
+    edge = {"tc": {"bw": p.up_mbps, **offloads}, "pfifo_limit": None, "input": None}
+    cloud = {"tc": {"bw": p.down_mbps, **offloads}, "pfifo_limit": None, "input": None}
+    if netem:
+        edge["tc"].update(delay=f"{p.up_delay_ms:g}ms", max_queue_size=p.queue_packets)
+        cloud["tc"].update(delay=f"{p.down_delay_ms:g}ms", max_queue_size=p.queue_packets)
+        if p.jitter_ms > 0:
+            edge["tc"]["jitter"] = f"{p.jitter_ms:g}ms"
+        if p.loss_pct > 0:
+            edge["tc"]["loss"] = p.loss_pct
+        return edge, cloud
+    for side in (edge, cloud):
+        side["pfifo_limit"] = p.queue_packets
+    # Up direction lands on the cloud's INPUT chain, down on the edge's.
+    cloud["input"] = {"delay_ms": p.up_delay_ms, "jitter_ms": p.jitter_ms, "loss_pct": p.loss_pct}
+    edge["input"] = {"delay_ms": p.down_delay_ms, "jitter_ms": 0.0, "loss_pct": 0.0}
+    return edge, cloud

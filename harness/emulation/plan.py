@@ -1,0 +1,93 @@
+"""What the topology will build, decided without building it (imports no mininet).
+
+    python -c "from harness.emulation.plan import plan; from harness.config import ComputeConfig; \
+from harness.emulation.links import load_profile; print(plan(load_profile('3g'), ComputeConfig())[2])"
+
+`plan` turns a link profile and the compute shares into per-interface parameters and the
+emulation record (which mechanism applies rate, delay, loss, queue); the parsers read back what
+the kernel holds, for the record and for the checks after the build.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+from harness.config import ComputeConfig
+from harness.emulation.doctor import netem_available
+from harness.emulation.links import LinkProfile, link_params
+from harness.errors import HarnessError
+
+CFS_PERIOD_US = 10_000
+
+
+def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = None,
+         netem: bool | None = None) -> tuple[dict, dict, dict]:
+    """(edge params, cloud params, emulation record) without building anything."""
+    netem = netem_available() if netem is None else netem
+    edge, cloud = link_params(profile, netem)
+    ncpu = os.cpu_count() or 1
+    for role, cores in (("edge", compute.edge_cores), ("cloud", compute.cloud_cores)):
+        if not 0 < cores <= ncpu:
+            raise HarnessError(f"compute.{role}_cores: {cores:g} is not in (0, {ncpu}] "
+                               f"(CPU cores on this machine)")
+    impaired = profile.rtt_ms > 0 or profile.jitter_ms > 0
+    emulation = {
+        "netem": netem, "rate": "htb",
+        "delay": "netem" if netem else "nfqueue", "loss": "none",
+        "queue": "netem limit" if netem else "pfifo under htb",
+        "queue_packets": profile.queue_packets,
+        "jitter_loss_direction": "up (edge->cloud)",
+        "offloads_requested": "off (gro, tx, rx, tso, gso)",   # what ethtool reports: *_offloads
+        # sysctl inside a Mininet host fails (EPERM): a chosen one is set per socket by workers
+        "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
+        "edge_cpu_fraction": compute.edge_cores / ncpu, "cloud_cpu_fraction": compute.cloud_cores / ncpu,
+        "edge_cores": compute.edge_cores, "cloud_cores": compute.cloud_cores, "cpu_count": ncpu,
+        "cfs_period_us": CFS_PERIOD_US,
+    }
+    if profile.loss_pct > 0:
+        emulation["loss"] = "netem" if netem else "iptables-statistic"
+    if not impaired:
+        emulation["delay"] = "none (profile has no delay)"
+    return edge, cloud, emulation
+
+
+def _tcp_cc(wanted: str | None) -> str:
+    """The congestion control workers will use: the requested one (checked) or the default."""
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as fh:
+        available = fh.read().split()
+    if wanted is not None and wanted not in available:
+        raise HarnessError(f"tcp_cc: '{wanted}' not available (kernel has: {', '.join(available)})")
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as fh:
+        return wanted or fh.read().strip()
+
+
+def tc_rate_mbps(text: str) -> float | None:
+    """The first `rate <n><unit>` in tc output, in Mbit/s (tc's K/M/G are powers of 1000)."""
+    match = re.search(r"\brate (\d+(?:\.\d+)?)([KMG]?)bit", text)
+    if not match:
+        return None
+    return float(match.group(1)) * {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}[match.group(2)]
+
+
+OFFLOAD_FEATURES = ("generic-receive-offload", "tx-checksumming", "rx-checksumming",
+                    "tcp-segmentation-offload", "generic-segmentation-offload")
+
+
+def offloads(ethtool_k: str) -> dict:
+    """The offload features as `ethtool -k` reports them ('on', 'off', or 'unknown')."""
+    found = {}
+    for line in ethtool_k.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep and name in OFFLOAD_FEATURES:
+            found[name] = value.split()[0] if value.split() else "unknown"
+    return {name: found.get(name, "unknown") for name in OFFLOAD_FEATURES}
+
+
+def cfs_cores(role: str) -> float | None:
+    """CPU cores the host's cgroup may use (cfs quota / period), None if unreadable."""
+    base = f"/sys/fs/cgroup/cpu/{role}/cpu.cfs_"
+    with contextlib.suppress(OSError, ValueError):
+        with open(base + "quota_us") as quota, open(base + "period_us") as period:
+            return int(quota.read()) / int(period.read())
+    return None

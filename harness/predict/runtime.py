@@ -1,0 +1,179 @@
+"""Predicted training time of each method from measured per-batch costs and a link profile.
+
+    python run_bench.py predict --model vgg16 --width 0.25 --links 3g,4g,wifi
+
+Assumptions (each one a term the emulation may show to be missing):
+- Per-batch compute is the sum of the profiled per-block forward and backward+step times
+  (plus preprocessing where the raw data is, and the exit head on the hierarchical edge), and
+  is the same for every batch. A worker limited to `cores` (< its thread count) runs
+  threads/cores times slower (CFS quota); workers do not contend beyond their quotas.
+- A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514) seconds: HTB shapes
+  whole Ethernet frames, and TCP carries 1448 payload bytes per 1514-byte frame. Each message
+  also pays the one-way delay once. TCP slow start, loss and queueing are not modelled.
+- A fresh TCP connection starts with a 10-segment window: the first message pays one round
+  trip per doubling until the window covers min(message, bandwidth-delay product). Later
+  messages are assumed to find the window open (no restart after idle is modelled).
+- hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue:
+  fill + (N-1) x max(t_e, s_a/R_up, t_c), fill = t_e + s_a/R_up + d_up + t_c.
+- split: strictly sequential: N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
+- cloud: upload pipelined with cloud compute: fill + (N-1) x max(s_x/R_up, t_F_cloud), later
+  epochs from the cloud's cache: N x t_F_cloud each. edge: N x t_F_edge.
+Times are seconds, sizes bytes, rates bytes/s. No torch here: profiles are plain dicts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harness.emulation.links import WIRE_EFFICIENCY
+
+FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
+LABEL_B = 8                       # int64 label per sample
+CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+INITIAL_WINDOW_B = 10 * 1448      # Linux initial congestion window: 10 segments
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Per-batch compute seconds on the device that runs each part (CPU share applied)."""
+    edge_fwd_s: float        # preprocessing + f_e forward, on the edge
+    edge_bwd_s: float        # f_e backward + step
+    head_s: float            # exit head forward + backward + step
+    cloud_s: float           # f_c forward + backward + step, on the cloud
+    full_edge_s: float       # preprocessing + whole network step on the edge
+    full_cloud_s: float      # preprocessing + whole network step on the cloud
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Bytes per batch on the wire (payload + framing)."""
+    act_b: float             # activations + labels up (hierarchical, split)
+    grad_b: float            # dL/da down (split), fp32
+    raw_b: float             # stored images + labels + indices up (cloud-only)
+
+
+@dataclass(frozen=True)
+class LinkRates:
+    up_Bps: float
+    down_Bps: float
+    d_up_s: float
+    d_down_s: float
+
+    @property
+    def rtt_s(self) -> float:
+        return self.d_up_s + self.d_down_s
+
+    def start_up_s(self, first_message_b: float) -> float:
+        """Extra seconds the first message on a fresh connection spends growing the window."""
+        need = min(first_message_b, self.up_Bps * self.rtt_s)
+        if need <= INITIAL_WINDOW_B:
+            return 0.0
+        return (math.ceil(math.log2(need / INITIAL_WINDOW_B + 1)) - 1) * self.rtt_s
+
+    @classmethod
+    def from_profile(cls, p) -> "LinkRates":
+        return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY, p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY,
+                   p.up_delay_ms / 1e3, p.down_delay_ms / 1e3)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    method: str
+    total_s: float
+    busy: dict               # edge_compute_s, uplink_s, cloud_compute_s, downlink_s
+    bottleneck: str          # the stage that sets the pace
+
+
+def slowdown(threads: int, cores: float) -> float:
+    return max(1.0, threads / cores)
+
+
+def costs_from_profile(edge_prof: dict, cloud_prof: dict, split: str, edge_cores: float,
+                       cloud_cores: float) -> Costs:
+    """Sum a profile's blocks on each side of `split` and apply each side's CPU share."""
+    se = slowdown(edge_prof["threads"], edge_cores)
+    sc = slowdown(cloud_prof["threads"], cloud_cores)
+    names = [b["block"] for b in edge_prof["blocks"]]
+    cut = names.index(split) + 1
+
+    def part(prof, lo, hi, key):
+        return sum(b[key] for b in prof["blocks"][lo:hi])
+
+    n = len(names)
+    head = edge_prof["heads"][split]
+    full_e = part(edge_prof, 0, n, "forward_s") + part(edge_prof, 0, n, "backward_step_s")
+    full_c = part(cloud_prof, 0, n, "forward_s") + part(cloud_prof, 0, n, "backward_step_s")
+    return Costs(
+        edge_fwd_s=se * (edge_prof["preprocess_s"] + part(edge_prof, 0, cut, "forward_s")),
+        edge_bwd_s=se * part(edge_prof, 0, cut, "backward_step_s"),
+        head_s=se * (head["forward_s"] + head["backward_step_s"]),
+        cloud_s=sc * (part(cloud_prof, cut, n, "forward_s")
+                      + part(cloud_prof, cut, n, "backward_step_s")),
+        full_edge_s=se * (edge_prof["preprocess_s"] + full_e),
+        full_cloud_s=sc * (cloud_prof["preprocess_s"] + full_c))
+
+
+def sizes_for(act_bytes_fp32: int, stored_bytes: int, batch: int, codec: str) -> Sizes:
+    """Per-batch message sizes for an activation of `act_bytes_fp32` bytes per sample."""
+    act = batch * (act_bytes_fp32 // 4 * CODEC_BYTES[codec] + LABEL_B) + FRAME_OVERHEAD_B
+    grad = batch * act_bytes_fp32 + FRAME_OVERHEAD_B
+    raw = batch * (stored_bytes + 2 * LABEL_B) + FRAME_OVERHEAD_B
+    return Sizes(act, grad, raw)
+
+
+def _pipeline(stages: dict[str, float], delay: float, n: int) -> tuple[float, str]:
+    """Fill (one batch through every stage, plus the delay) + (n-1) x the slowest stage."""
+    slowest = max(stages, key=stages.get)
+    return sum(stages.values()) + delay + (n - 1) * stages[slowest], slowest
+
+
+def _busy(n: int, edge: float = 0.0, up: float = 0.0, cloud: float = 0.0, down: float = 0.0) -> dict:
+    return {"edge_compute_s": n * edge, "uplink_s": n * up, "cloud_compute_s": n * cloud,
+            "downlink_s": n * down}
+
+
+def _hierarchical(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
+    total_n = n * epochs
+    t_e, up = c.edge_fwd_s + c.edge_bwd_s + c.head_s, s.act_b / link.up_Bps
+    total, neck = _pipeline({"edge_compute": t_e, "uplink": up, "cloud_compute": c.cloud_s},
+                            link.d_up_s + link.start_up_s(s.act_b), total_n)
+    return Prediction("hierarchical", total, _busy(total_n, t_e, up, c.cloud_s), neck)
+
+
+def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
+    total_n = n * epochs
+    up, down = s.act_b / link.up_Bps, s.grad_b / link.down_Bps
+    t_e = c.edge_fwd_s + c.edge_bwd_s
+    per = t_e + up + link.d_up_s + c.cloud_s + down + link.d_down_s
+    parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,
+             "downlink": down + link.d_down_s}
+    return Prediction("split", total_n * per + link.start_up_s(s.act_b),
+                      _busy(total_n, t_e, up, c.cloud_s, down),
+                      max(parts, key=parts.get) + " (sequential)")
+
+
+def _cloud(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
+    """Epoch 0 uploads pipelined with training; later epochs train from the cloud's cache."""
+    up = s.raw_b / link.up_Bps
+    total, neck = _pipeline({"uplink": up, "cloud_compute": c.full_cloud_s},
+                            link.d_up_s + link.start_up_s(s.raw_b), n)
+    total += (epochs - 1) * n * c.full_cloud_s
+    busy = _busy(n, up=up)
+    busy["cloud_compute_s"] = n * epochs * c.full_cloud_s
+    return Prediction("cloud", total, busy, neck)
+
+
+def _edge(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
+    total_n = n * epochs
+    return Prediction("edge", total_n * c.full_edge_s, _busy(total_n, c.full_edge_s),
+                      "edge_compute")
+
+
+PREDICTORS = {"hierarchical": _hierarchical, "split": _split, "cloud": _cloud, "edge": _edge}
+
+
+def predict(method: str, c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int = 1) -> Prediction:
+    """Predicted training wall time for n batches per epoch (model, not measurement)."""
+    if method not in PREDICTORS:
+        raise ValueError(f"unknown method {method}")
+    return PREDICTORS[method](c, s, link, n, epochs)

@@ -1,0 +1,90 @@
+"""Predictions for cases and split-point selection, from cached profiles and link profiles.
+
+    python run_bench.py predict --model vgg16 --model resnet18 --links 3g,4g,wifi
+
+Everything printed here is a MODEL PREDICTION from per-block costs measured on this machine,
+never a measurement; the emulated runs carry the measurement next to it (`predicted_s`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.config import Case
+from harness.emulation.links import LinkProfile
+from harness.predict.costs import load_or_measure
+from harness.predict.runtime import LinkRates, Prediction, costs_from_profile, predict, sizes_for
+from harness.train.data import SPECS
+
+PAPER_GAINS = {"vgg16": -0.29, "resnet18": -0.61}   # runtime change vs baseline, CIFAR-10, 3G
+
+
+def profiles_for(arch: str, width: float, dataset: str, batch: int, edge_threads: int,
+                 cloud_threads: int) -> tuple[dict, dict]:
+    edge = load_or_measure(arch, width, dataset, batch, edge_threads)
+    cloud = edge if cloud_threads == edge_threads else load_or_measure(arch, width, dataset,
+                                                                         batch, cloud_threads)
+    return edge, cloud
+
+
+def act_bytes(profile: dict, split: str) -> int:
+    return next(b["out_bytes_per_sample"] for b in profile["blocks"] if b["block"] == split)
+
+
+def stored_bytes(dataset: str) -> int:
+    spec = SPECS[dataset]
+    return spec.channels * spec.stored_side ** 2
+
+
+def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: str, codec: str,
+                link: LinkProfile, edge_cores: float, cloud_cores: float, batch: int,
+                n: int, epochs: int = 1) -> Prediction:
+    """Predicted wall time of one method at one split over one link, for n batches/epoch."""
+    edge_prof, cloud_prof = arch_prof
+    costs = costs_from_profile(edge_prof, cloud_prof, split, edge_cores, cloud_cores)
+    sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
+    return predict(method, costs, sizes, LinkRates.from_profile(link), n, epochs)
+
+
+def predict_case(case: Case, link: LinkProfile, n: int) -> Prediction:
+    """The prediction for an emulated case that trained n batches."""
+    c, m = case.compute, case.model
+    profs = profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
+                         c.edge_threads, c.cloud_threads)
+    return predict_for(profs, m.split, case.dataset.name, case.method, case.codec, link,
+                       c.edge_cores, c.cloud_cores, case.training.batch_size, n)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    split: str
+    hierarchical_s: float
+    bottleneck: str
+    edge_mem_bytes: int
+    baselines: dict          # method -> predicted seconds
+
+
+def edge_memory(profile: dict, split: str, batch: int, edge_params: int, head_params: int) -> int:
+    """Parameters (weights, grads, momentum: 3 x 4 B) + activations kept for backward (fp32)."""
+    names = [b["block"] for b in profile["blocks"]]
+    kept = sum(b["out_bytes_per_sample"] for b in profile["blocks"][:names.index(split) + 1])
+    return 12 * (edge_params + head_params) + batch * kept
+
+
+def rank_splits(arch: str, profs: tuple[dict, dict], dataset: str, codec: str, link: LinkProfile,
+                edge_cores: float, cloud_cores: float, batch: int, n: int,
+                params: dict[str, tuple[int, int]], max_edge_mem: int | None = None,
+                min_edge_acc: dict[str, float] | None = None, min_acc: float = 0.0) -> list[Ranked]:
+    """Split points by predicted hierarchical runtime, fastest first, after the constraints."""
+    out = []
+    for split, (edge_params, head_params) in params.items():
+        mem = edge_memory(profs[0], split, batch, edge_params, head_params)
+        if max_edge_mem is not None and mem > max_edge_mem:
+            continue
+        if min_edge_acc and split in min_edge_acc and min_edge_acc[split] < min_acc:
+            continue
+        args = (profs, split, dataset)
+        rest = (codec, link, edge_cores, cloud_cores, batch, n)
+        h = predict_for(*args, "hierarchical", *rest)
+        base = {mth: predict_for(*args, mth, *rest).total_s for mth in ("split", "cloud", "edge")}
+        out.append(Ranked(split, h.total_s, h.bottleneck, mem, base))
+    return sorted(out, key=lambda r: r.hierarchical_s)

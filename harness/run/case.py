@@ -1,0 +1,122 @@
+"""Run one case as two worker processes: start, wait ready, run, collect, evaluate.
+
+    python run_bench.py pair --methods all --max-batches 20
+
+A launcher (harness.run.launchers) decides where the workers run. Whatever happens, every
+started process group is killed in `finally`, and the case directory records `status.json`
+(ok, or failed and why).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from harness.analysis.totals import load_events, totals
+from harness.config import Case
+from harness.errors import HarnessError
+from harness.procs import StdoutReader
+from harness.run.launchers import LocalLauncher
+from harness.train import methods as m
+from harness.train.batches import build_model, eval_batches
+from harness.train.data import ImageData
+
+WORKER_READY_TIMEOUT_S = 60.0
+
+
+def last_error(log_path: Path) -> str:
+    lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float,
+                 on_poll=None) -> None:
+    """Wait for every worker; the first non-zero exit fails the case (and stops the others)."""
+    deadline = time.monotonic() + timeout_s
+    pending = dict(procs)
+    last_poll = 0.0
+    while pending:
+        if on_poll is not None and time.monotonic() - last_poll > 0.5:
+            on_poll()
+            last_poll = time.monotonic()
+        for role, proc in list(pending.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del pending[role]
+            if code != 0:
+                raise HarnessError(f"{role} worker failed (exit {code}): "
+                                   f"{last_error(case_dir / f'{role}.log')}")
+        if time.monotonic() > deadline:
+            raise HarnessError(f"workers still running after {timeout_s:.0f} s: {', '.join(pending)}")
+        time.sleep(0.05)
+
+
+def write_status(case_dir: Path, status: str, reason: str = "") -> None:
+    (case_dir / "status.json").write_text(json.dumps({"status": status, "reason": reason}) + "\n")
+
+
+def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0,
+             on_poll=None) -> dict:
+    """Run one case's workers to completion; returns the per-run totals (training only)."""
+    launcher = launcher or LocalLauncher()
+    case_dir.mkdir(parents=True, exist_ok=False)
+    (case_dir / "case.json").write_text(json.dumps(case.to_dict(), indent=2) + "\n")
+    procs: dict[str, subprocess.Popen] = {}
+    readers: dict[str, StdoutReader] = {}
+
+    def start(role, args):
+        procs[role] = launcher.start(role, ["--case-dir", str(case_dir), *args], case_dir / f"{role}.log")
+        readers[role] = StdoutReader(role, procs[role], launcher.join)
+
+    write_status(case_dir, "running")
+    try:
+        edge_args = ["--connect-timeout", f"{WORKER_READY_TIMEOUT_S:g}"]
+        if case.method != "edge":
+            start("cloud", ["--listen", launcher.cloud_listen()])
+            if launcher.known_address:       # start both now; the edge retries its connect
+                start("edge", edge_args + ["--connect", launcher.known_address])
+            ready = readers["cloud"].wait_ready(WORKER_READY_TIMEOUT_S)
+            edge_args += ["--connect", launcher.cloud_connect(ready)]
+        if "edge" not in procs:
+            start("edge", edge_args)
+        wait_workers(procs, case_dir, timeout_s, on_poll)
+        for reader in readers.values():
+            if reader.error:
+                raise HarnessError(reader.error)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        write_status(case_dir, "failed", reason or "interrupted")
+        raise
+    finally:
+        for role, proc in procs.items():
+            launcher.kill(proc)
+            if role in readers:
+                readers[role].join(timeout=2)
+    result = totals(load_events(case_dir))
+    write_status(case_dir, "ok")
+    (case_dir / "totals.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def load_part(case_dir: Path, name: str) -> dict:
+    path = case_dir / f"{name}.pt"
+    if not path.exists():
+        raise HarnessError(f"{path} missing: the worker did not save its part")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def evaluate_case(case: Case, case_dir: Path, train: ImageData, test: ImageData) -> dict:
+    """Accuracy of the final exit and (hierarchical) the edge exit, from the saved parts."""
+    model = build_model(case, train.spec)
+    model.edge.load_state_dict(load_part(case_dir, "edge_part"))
+    model.cloud.load_state_dict(load_part(case_dir, "cloud_part"))
+    head = None
+    if case.method == "hierarchical":
+        model.exit_head.load_state_dict(load_part(case_dir, "exit_head"))
+        head = model.exit_head
+    return m.evaluate(model.edge, model.cloud, head, eval_batches(test))

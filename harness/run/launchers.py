@@ -1,0 +1,97 @@
+"""Where a case's workers run: local processes (loopback) or the hosts of a Mininet link.
+
+    python -c "from harness.run.launchers import LocalLauncher"
+
+A launcher starts `python -m harness.workers.<role>` in its own process group, says where the
+cloud listens and how the edge reaches it, moves a worker into its CPU cgroup when asked, and
+kills what it started. Both launchers run the workers on one machine, so they tell the workers
+their clocks are one (HIERBENCH_CLOCK=shared).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.paths import REPO
+from harness.procs import kill_group
+
+MININET_PORT = 5555
+WORKER_MODULE = "harness.workers.{role}"
+
+
+def _worker_argv(python: str, role: str, args: list[str]) -> list[str]:
+    return [python, "-m", WORKER_MODULE.format(role=role), *args]
+
+
+@dataclass
+class LocalLauncher:
+    """Workers as local processes; the cloud listens on `host`."""
+    host: str = "127.0.0.1"
+    python: str = sys.executable
+    env: dict = field(default_factory=dict)
+
+    def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
+        env = {**os.environ, **self.env, "HIERBENCH_CLOCK": "shared"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(_worker_argv(self.python, role, args), stdout=subprocess.PIPE,
+                                    stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+
+    def cloud_listen(self) -> str:
+        return f"{self.host}:0"
+
+    def cloud_connect(self, ready: str) -> str:
+        return ready
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        kill_group(proc)
+
+    known_address = None          # port 0: the edge must wait for the cloud's READY
+    join = None                   # no cgroups
+    describe = "loopback TCP on this machine, no link shaping, no CPU shares"
+
+
+@dataclass
+class MininetLauncher:
+    """Workers inside the hosts of a running `emulation.topology.emulated_link` (CPU cgroups)."""
+    link: object
+    python: str = sys.executable
+
+    def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
+        # Started outside the host's CPU cgroup (imports at full speed); the worker joins it
+        # itself right before training (harness.workers.common.join_cgroup) and logs that.
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HIERBENCH_CGROUP": role,
+               "HIERBENCH_CLOCK": "shared"}
+        with open(log_path, "ab") as log:
+            return self.link.popen(role, _worker_argv(self.python, role, args),
+                                   cgroup=False, stdout=subprocess.PIPE, stderr=log,
+                                   stdin=subprocess.DEVNULL, env=env, cwd=str(REPO))
+
+    def cloud_listen(self) -> str:
+        return self.known_address
+
+    def cloud_connect(self, ready: str) -> str:
+        return ready
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        self.link.kill(proc)
+
+    @staticmethod
+    def join(role: str, pid: int) -> None:
+        """Move a worker into its host's CPU cgroup (from the root mount namespace)."""
+        for controller in ("cpu", "cpuacct"):
+            with open(f"/sys/fs/cgroup/{controller}/{role}/cgroup.procs", "w") as fh:
+                fh.write(str(pid))
+
+    @property
+    def known_address(self) -> str:
+        """The cloud host's own namespace: a fixed port is free, so both start at once."""
+        return f"{self.link.cloud_ip}:{MININET_PORT}"
+
+    @property
+    def describe(self) -> str:
+        return f"Mininet link '{self.link.profile.name}'"

@@ -1,0 +1,47 @@
+"""Progress of a scenario run: a bar per case on a terminal, one line per finished case always.
+
+    python -c "from harness.run.progress import Progress"
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+class Progress:
+    """A bar per case (batches done at edge and cloud, elapsed, ETA) and a line per case."""
+
+    def __init__(self, opts, total_cases: int):
+        self.opts, self.total, self.done, self.bar = opts, total_cases, 0, None
+
+    def start(self, label: str, steps: int, case_dir: Path, method: str = "") -> Callable[[], None]:
+        if self.opts.quiet:
+            return lambda: None
+        from tqdm import tqdm
+        self.bar = tqdm(total=steps, desc=f"[{self.done + 1}/{self.total}] {label}",
+                        unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+        def poll():
+            edge, cloud = count_steps(case_dir / "edge.jsonl"), count_steps(case_dir / "cloud.jsonl")
+            # A step is done when its last stage is: the cloud's, except for edge-only.
+            self.bar.n = edge if method == "edge" else cloud
+            self.bar.set_postfix_str(f"edge {edge} cloud {cloud}", refresh=True)
+        return poll
+
+    def finish(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.done += 1
+        if not self.opts.quiet:
+            self.opts.echo(f"[{self.done}/{self.total}] {line}")
+
+
+def count_steps(path: Path) -> int:
+    """Training steps finished by one worker so far (compute events, not split's forwards)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return 0
+    return sum(1 for ln in text.splitlines() if '"event":"compute"' in ln and '"forward"' not in ln)

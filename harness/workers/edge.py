@@ -1,0 +1,170 @@
+"""The edge worker: holds the data, trains its part, talks to the cloud per the method.
+
+    python -m harness.workers.edge --case-dir DIR --connect HOST:PORT
+
+One small function per method; each shares the pure step functions of harness.train.methods.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+import torch
+
+from harness.config import Case
+from harness.errors import HarnessError
+from harness.train import methods as m
+from harness.train.batches import Augmenter, batches_per_epoch, build_model, train_batches
+from harness.train.data import ImageData, load_dataset
+from harness.train.methods import optim_config
+from harness.workers.common import (Link, Sender, clock_sync, connect, edge_handshake, fail,
+                                    join_cgroup, load_case, save_parts, warm_up)
+from harness.workers.events import COMPUTE, EventLog
+from harness.workers.wire import Connection, WireError, encode_activation
+
+CACHE_CHUNK = 1024      # samples per cache-only upload frame (cloud-only, later epochs)
+
+
+class Edge:
+    """State shared by the protocol functions: the case, data, model and event log."""
+
+    def __init__(self, case: Case, case_dir: Path, data: ImageData, log: EventLog):
+        self.case, self.case_dir, self.data, self.log = case, case_dir, data, log
+        self.model = build_model(case, data.spec)
+        self.per_epoch = batches_per_epoch(case, len(data))
+        self.prep = Augmenter(case, data.spec, self.per_epoch)
+        self.optim = optim_config(case.training)
+        spec, batch = data.spec, case.training.batch_size
+        shape = (batch, spec.channels, spec.image_size, spec.image_size)
+        if case.method == "hierarchical":
+            warm_up(torch.nn.Sequential(self.model.edge, self.model.exit_head), shape)
+        elif case.method == "split":
+            warm_up(self.model.edge, shape)
+        elif case.method == "edge":
+            warm_up(self.model.full(), shape)
+        else:                          # cloud-only: nothing to train, only the import to pay
+            warm_up(torch.nn.Linear(1, 1), (1, 1))
+
+    def batches(self, epochs: int | None = None):
+        for item in train_batches(self.data, self.case):
+            if epochs is not None and item[0] >= epochs * self.per_epoch:
+                return
+            yield item
+
+
+def run_hierarchical(e: Edge, link: Link) -> None:
+    """Train f_e and the exit head locally; stream detached activations through a queue."""
+    model = e.model
+    opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim)
+    sender = Sender(link, e.case.training.queue_size)
+    for step, _, images, y in e.batches():
+        with e.log.span(COMPUTE, step):
+            handoff, _ = m.hierarchical_edge_step(model.edge, model.exit_head, opt,
+                                                  e.prep(step, images), y)
+            a, meta = encode_activation(handoff.activations, e.case.codec)
+        sender.put(step, {"a": a, "y": handoff.labels}, {**meta, "step": step})
+    sender.close()
+    finish(e, link, edge_part=model.edge, exit_head=model.exit_head)
+
+
+def run_split(e: Edge, link: Link) -> None:
+    """Sequential split learning: activations up, wait for dL/da, backward, next batch."""
+    model = e.model
+    opt = m.make_optimizer(model.edge.parameters(), e.optim)
+    for step, _, images, y in e.batches():
+        with e.log.span(COMPUTE, step, phase="forward"):
+            a = m.split_edge_forward(model.edge, opt, e.prep(step, images))
+            wire_a, meta = encode_activation(a, e.case.codec)
+        link.send("batch", step, {"a": wire_a, "y": y}, {**meta, "step": step})
+        grad = link.recv_expect("grad", step).tensors["g"]
+        with e.log.span(COMPUTE, step, phase="backward"):
+            m.split_edge_backward(a, grad, opt)
+    finish(e, link, edge_part=model.edge)
+
+
+def run_cloud_only(e: Edge, link: Link) -> None:
+    """Upload stored images (their own dtype) and labels; the cloud trains everything.
+
+    Epoch mode uploads each sample once: epoch 0's batches as they are trained, then (when
+    more epochs follow) every sample not yet sent, for the cloud's cache.
+    """
+    sender = Sender(link, e.case.training.queue_size)
+    sent = torch.zeros(len(e.data), dtype=torch.bool)
+    for step, idx, images, y in e.batches(epochs=1):
+        sender.put(step, {"x": images, "y": y, "i": idx}, {"step": step, "train": True},
+                   raw_bytes=images.numel() * images.element_size())
+        sent[idx] = True
+    if e.case.training.epochs > 1:
+        rest = (~sent).nonzero().flatten()
+        for chunk in rest.split(CACHE_CHUNK):
+            images = e.data.images[chunk]
+            sender.put(None, {"x": images, "y": e.data.labels[chunk], "i": chunk},
+                       {"train": False}, raw_bytes=images.numel() * images.element_size())
+    sender.close()
+    finish(e, link)
+
+
+def run_edge_only(e: Edge) -> None:
+    """Train the whole network on the edge; no connection."""
+    full = e.model.full()
+    opt = m.make_optimizer(full.parameters(), e.optim)
+    for step, _, images, y in e.batches():
+        with e.log.span(COMPUTE, step):
+            m.full_step(full, opt, e.prep(step, images), y)
+    save_parts(e.case_dir, edge_part=e.model.edge, cloud_part=e.model.cloud)
+
+
+def finish(e: Edge, link: Link, **parts) -> None:
+    """Tell the cloud we are done, wait until it has trained on everything, save our parts;
+    then measure the clock offset again (drift between two machines)."""
+    link.send("end", None)
+    link.recv_expect("done")
+    save_parts(e.case_dir, **parts)
+    clock_sync(link, "end")
+
+
+PROTOCOLS = {"hierarchical": run_hierarchical, "split": run_split, "cloud": run_cloud_only}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="hierbench edge worker")
+    parser.add_argument("--case-dir", required=True, type=Path)
+    parser.add_argument("--connect", help="cloud HOST:PORT (not needed for method 'edge')")
+    parser.add_argument("--connect-timeout", type=float, default=30.0)
+    parser.add_argument("--idle-timeout", type=float, default=600.0,
+                        help="seconds without a byte from the cloud before giving up")
+    args = parser.parse_args(argv)
+    log = None
+    try:
+        case, case_hash = load_case(args.case_dir)
+        torch.set_num_threads(case.compute.edge_threads)
+        d = case.dataset
+        data = load_dataset(d.name, d.root, train=True, subset=d.subset, seed=case.training.seed)
+        log = EventLog(args.case_dir / "edge.jsonl", "edge")
+        edge = Edge(case, args.case_dir, data, log)
+        join_cgroup(log)
+        log.point("start", method=case.method, threads=case.compute.edge_threads)
+        if case.method == "edge":
+            run_edge_only(edge)
+        else:
+            if not args.connect:
+                raise HarnessError(f"method {case.method} needs --connect HOST:PORT")
+            sock = connect(args.connect, args.connect_timeout)
+            sock.settimeout(args.idle_timeout)
+            conn = Connection(sock)
+            link = Link(conn, log)
+            edge_handshake(link, case.method, case_hash, {"n_train": len(data)})
+            PROTOCOLS[case.method](edge, link)
+            link.close()
+        log.point("end")
+        return 0
+    except (HarnessError, WireError, socket.timeout) as exc:
+        return fail("edge", str(exc) or type(exc).__name__, log)
+    except KeyboardInterrupt:
+        return fail("edge", "interrupted", log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
