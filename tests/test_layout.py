@@ -113,6 +113,15 @@ def test_split_point_catalog_matches_the_models():
         assert tuple(name for name, _ in blocks(arch, 0.25, 3, 10))[:-1] == points
 
 
+def test_every_harness_import_resolves():
+    """Function-level imports too: a moved module must not leave a lazy import behind."""
+    import importlib.util
+    missing = sorted({f"{p.relative_to(ROOT)}: {name}" for p, tree in _modules()
+                      for name in _imported(tree)
+                      if name.startswith("harness") and importlib.util.find_spec(name) is None})
+    assert missing == []
+
+
 def test_every_python_dash_m_shown_exists():
     """Docstrings and the README show `python -m harness...`: each such module must exist."""
     import importlib.util

@@ -55,8 +55,8 @@ def _summary(run_dir: str):
 @click.option("--no-plots", is_flag=True)
 def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots) -> None:
     """Run a scenario: every case under every link profile; write results and plots."""
-    from harness.bench import Options, run_scenario
     from harness.config import load_scenario
+    from harness.run.scenario import Options, run_scenario
     scenario, raw = load_scenario(scenario_file, list(overrides))
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
                    plots=not no_plots, echo=lambda s: click.echo(s, err=True))
