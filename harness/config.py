@@ -64,19 +64,27 @@ class Tolerances:
     goodput_ratio: float = 0.90       # measured / configured, per direction, at least
     rtt_rel: float = 0.10             # |measured - profile| <= rtt_rel * profile + rtt_abs_ms
     rtt_abs_ms: float = 1.0
+    loss_abs_pct: float = 0.3         # |measured - configured| loss, percentage points
+    jitter_rel: float = 0.3           # |measured - expected| <= jitter_rel * expected + abs
+    jitter_abs_ms: float = 0.5
 
 
 @dataclass(frozen=True)
 class MeasureConfig:
     """How the benchmark spends its time.
 
-    timing_batches: when set, runtime is measured under emulation on this many batches per
-    case and accuracy once per case on an unshaped loopback run of the full training budget
-    (valid because the update sequence does not depend on the link; a test checks it). When
-    None, every emulated case trains the full budget and both come from the same run.
+    timing_batches: when set, runtime is measured under emulation on at most this many batches
+    per case, and stops earlier once at least `min_batches` have completed and the steady
+    per-batch interval is known to `ci_target` (95% CI, relative); the full-budget runtime is
+    then estimated as fill + (N-1) x interval (harness.analysis.steady). Accuracy comes from
+    an unshaped run of the full training budget (valid because the update sequence does not
+    depend on the link; a test checks it). When None, every emulated case trains the full
+    budget and both come from the same run.
     """
     timing_batches: int | None = None
-    calibrate_seconds: float = 3.0     # iperf3 seconds per direction in the link check
+    min_batches: int = 10              # floor of a timing window, batches
+    ci_target: float = 0.05            # stop once the interval's 95% CI is within this fraction
+    calibrate_seconds: float = 3.0     # iperf3 seconds per direction measured, at least
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,8 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),
         (s.measure.timing_batches is None or s.measure.timing_batches >= 2,
          "measure.timing_batches", "must be >= 2"),
+        (s.measure.min_batches >= 2, "measure.min_batches", "must be >= 2"),
+        (0 < s.measure.ci_target < 1, "measure.ci_target", "must be in (0, 1)"),
         (s.measure.calibrate_seconds > 0, "measure.calibrate_seconds", "must be > 0"),
     ]
     for ok, where, message in rules:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.compare import (baseline_values, github_benchmark_json, judge, load_baseline,
-                             parse_check, write_baseline)
-from harness.errors import HarnessError
+from harness.analysis.compare import (baseline_values, github_benchmark_json, judge,
+                                      load_baseline, parse_check, write_baseline)
 from harness.analysis.summary import build_summary
+from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parent.parent
 WALLS = {"3g": {"hierarchical": 60.0, "split": 100.0, "cloud": 50.0, "edge": 80.0},
@@ -89,7 +89,7 @@ def run_cli(*args):
 
 
 def test_check_and_baseline_commands(tmp_path):
-    run = fake_run(tmp_path)
+    run = fake_run(tmp_path, reps=3)
     base = tmp_path / "base.json"
     proc = run_cli("baseline", str(run), "--output", str(base))
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +109,7 @@ def test_check_and_baseline_commands(tmp_path):
 
 
 def test_partial_run_is_checked_and_labelled(tmp_path):
-    run = fake_run(tmp_path, reps=1, partial_after=5)
+    run = fake_run(tmp_path, reps=3, partial_after=5)
     base = tmp_path / "base.json"
     write_baseline(build_summary(run, "quick"), base, "x", "quick")
     proc = run_cli("check", str(run), "--baseline", str(base), "--check", "gain_vs_split@3g:10%")
@@ -123,3 +123,27 @@ def test_malformed_baseline(tmp_path):
     (tmp_path / "b.json").write_text("[1, 2]")
     with pytest.raises(HarnessError, match="malformed"):
         load_baseline(tmp_path / "b.json")
+
+
+def test_baseline_needs_three_repetitions_and_no_accuracy_at_chance(tmp_path):
+    with pytest.raises(HarnessError, match="at least 3 repetitions"):
+        write_baseline(build_summary(fake_run(tmp_path, reps=2), "quick"), tmp_path / "b.json",
+                       "x", "quick")
+    s = build_summary(fake_run(tmp_path / "3", reps=3), "quick")
+    s.loc[s["method"] == "hierarchical", "final_acc"] = 0.11        # a model that never learned
+    doc = write_baseline(s, tmp_path / "b3.json", "x", "quick")
+    assert not any(k.startswith("final_acc") for k in doc["values"])
+    assert "final_acc@3g" in doc["omitted_at_chance"]
+    table = judge(s, [parse_check("final_acc@3g:5%")], {"final_acc@3g": 0.112})
+    assert table["verdict"].tolist() == ["baseline-at-chance"]
+
+
+def test_regression_only_when_the_whole_ci_is_below_the_floor(tmp_path):
+    s = build_summary(fake_run(tmp_path, reps=1), "quick")
+    h = (s["method"] == "hierarchical") & (s["link"] == "3g")
+    check = parse_check("gain_vs_split@3g:10%")            # current gain 0.40
+    s.loc[h, "gain_vs_split_ci"] = 0.05
+    assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["noise"]
+    assert judge(s, [check], {"gain_vs_split@3g": 0.56})["verdict"].tolist() == ["REGRESSION"]
+    s.loc[h, "gain_vs_split_ci"] = float("nan")             # no CI: the value alone decides
+    assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["REGRESSION"]

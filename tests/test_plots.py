@@ -116,7 +116,10 @@ def run_dir(tmp_path):
 
 
 def _bars(ax):
-    return [bar for container in ax.containers for bar in container]
+    """The bars drawn (error-bar containers are whiskers, not bars)."""
+    from matplotlib.container import BarContainer
+    return [bar for container in ax.containers if isinstance(container, BarContainer)
+            for bar in container]
 
 
 def test_make_all_writes_valid_png_and_svg(run_dir):

@@ -1,4 +1,6 @@
 """Runtime-model formulas on hand-computed cases (pure: no torch, no network)."""
+import dataclasses
+
 import pytest
 
 from harness.predict.runtime import (WIRE_EFFICIENCY, Costs, LinkRates, Sizes, costs_from_profile,
@@ -87,6 +89,21 @@ def test_tcp_start_up_rounds():
 
 def test_wire_efficiency_matches_htb_header_accounting():
     assert LinkRates.from_profile(type("P", (), {"up_mbps": 1.1, "down_mbps": 2.0, "up_delay_ms": 75,
-                                                 "down_delay_ms": 75})()).up_Bps == \
+                                                 "down_delay_ms": 75, "loss_pct": 0})()).up_Bps == \
         pytest.approx(1.1e6 / 8 * 1448 / 1514)
     assert WIRE_EFFICIENCY == pytest.approx(0.9564, abs=1e-4)
+
+
+def test_loss_slows_the_rate_and_stop_and_wait_pays_recovery():
+    from harness.emulation.links import load_profile
+    lossy = LinkRates.from_profile(load_profile("4g_loss1"))
+    clean = LinkRates.from_profile(dataclasses.replace(load_profile("4g_loss1"), loss_pct=0,
+                                                       down_loss_pct=0))
+    assert lossy.up_Bps == pytest.approx(0.99 * clean.up_Bps)
+    # 100 segments at 1% loss: 63% of messages lose one and finish a round trip (60 ms) later.
+    assert lossy.recovery_s(100 * 1448, 0.01) == pytest.approx((1 - 0.99 ** 100) * 0.060)
+    s = Sizes(act_b=100 * 1448, grad_b=100 * 1448, raw_b=0)
+    sp = predict("split", C, s, lossy, n=10).total_s - predict("split", C, s, clean, n=10).total_s
+    h = predict("hierarchical", C, s, lossy, n=10).total_s - predict("hierarchical", C, s, clean, n=10).total_s
+    assert sp == pytest.approx(10 * 2 * 0.634 * 0.060 + 10 * 2 * 0.01 * 100 * 1448 / clean.up_Bps, rel=0.05)
+    assert h < sp / 2

@@ -175,6 +175,34 @@ def test_calibration_within_tolerance(name, clean_before_after):
 
 
 @pytest.mark.root
+def test_calibration_on_a_600ms_link(clean_before_after):
+    """Steady-state goodput: start-up omitted for as long as it lasts on this RTT."""
+    profile = load_profile("geo")
+    with _topology().emulated_link(profile, ComputeConfig()) as link:
+        result = linkcheck.calibrate(link, profile, Tolerances(), seconds=3)
+    CALIBRATION.append(result)
+    print("\n" + linkcheck.format_table(CALIBRATION))
+    m = result["measured"]
+    assert result["plans"]["up"]["omit_s"] >= 5 and result["plans"]["up"]["seconds"] >= 12
+    assert m["up_mbps"] >= 0.90 * profile.up_mbps and m["down_mbps"] >= 0.90 * profile.down_mbps
+    assert abs(m["rtt_ms"] - 600) <= 61
+    assert result["ok"], result["checks"]
+
+
+@pytest.mark.root
+def test_calibration_measures_one_percent_loss_each_way(clean_before_after):
+    profile = load_profile("4g_loss1")
+    with _topology().emulated_link(profile, ComputeConfig()) as link:
+        result = linkcheck.calibrate(link, profile, Tolerances(), seconds=3)
+    m = result["measured"]
+    print(f"\nloss up {m['up_loss_pct']:.3f}% ({m['up_udp']['packets']} datagrams), "
+          f"down {m['down_loss_pct']:.3f}% ({m['down_udp']['packets']})")
+    assert abs(m["up_loss_pct"] - 1.0) <= 0.3 and abs(m["down_loss_pct"] - 1.0) <= 0.3
+    assert m["up_udp"]["packets"] >= 9000
+    assert result["checks"]["up_loss"]["ok"] and result["checks"]["down_loss"]["ok"]
+
+
+@pytest.mark.root
 def test_teardown_when_body_raises(clean_before_after):
     with pytest.raises(RuntimeError, match="boom"):
         with _topology().emulated_link("4g") as link:

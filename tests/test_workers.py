@@ -71,6 +71,19 @@ def test_two_processes_match_one_process(runs, method):
     assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g}"
 
 
+@pytest.mark.parametrize("method", ["split", "hierarchical", "cloud", "edge"])
+def test_accuracy_pass_updates_equal_the_workers_over_128_steps(tmp_path, method):
+    """What the scenario runner's accuracy pass trains (one process, the workers' 1 thread)
+    ends with the weights of the two-process run, over two epochs of 64 batches."""
+    case = make_case(method, epochs=2, max_batches=None)
+    result = run_case(case, tmp_path / method)
+    assert result["steps"] == 128
+    got, want = parts(tmp_path / method), reference(case)
+    assert got.keys() == want.keys()
+    diff = max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+    assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g} after 128 steps"
+
+
 @pytest.mark.parametrize("method,codec", RUNS)
 def test_bytes_on_the_wire_equal_the_payload(runs, method, codec):
     case, case_dir, t = runs[method, codec]

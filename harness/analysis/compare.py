@@ -5,8 +5,13 @@
 A check is a short string `METRIC@LINK[/ARCH]:TOL%`, e.g. `gain_vs_split@3g:10%`. METRIC is
 `gain_vs_split`, `gain_vs_cloud`, `gain_vs_edge` (1 - wall_hierarchical / wall_baseline, both
 measured in the same run, so machine speed cancels) or `final_acc` (hierarchical's final exit).
-The value is the median over repetitions (and over archs when ARCH is left out). A check
-passes when value >= baseline - TOL percentage points. Reads CSV/JSON only: no torch.
+The value is the median over repetitions (and over archs when ARCH is left out), with a 95%
+CI: Student's t over the repetitions when there are 3 or more, else the run's own CI (the
+gains' delta-method CI from the steady-state estimates). A regression is called only when the
+whole CI lies below baseline - TOL (value + CI < floor); a value below the floor whose CI
+reaches it is reported as `noise`, which passes. Without any CI (runs of earlier releases) the
+value itself is compared. Baselines are made from runs of at least 3 repetitions, and no
+accuracy baseline at chance is stored. Reads CSV/JSON only: no torch.
 """
 from __future__ import annotations
 
@@ -18,9 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.steady import mean_ci
 from harness.errors import HarnessError
 
 METRICS = ("gain_vs_split", "gain_vs_cloud", "gain_vs_edge", "final_acc")
+MIN_BASELINE_REPS = 3
+CHANCE_ACC = 0.2          # at or below this (2 x chance for 10 classes) accuracy shows nothing
 CHECK_RE = re.compile(r"^(?P<metric>[a-z_]+)@(?P<link>[\w.-]+)(?:/(?P<arch>[\w.-]+))?"
                       r":(?P<tol>\d+(?:\.\d+)?)%$")
 
@@ -51,14 +59,31 @@ def parse_check(text: str) -> Check:
     return Check(match["metric"], match["link"], match["arch"], float(match["tol"]) / 100)
 
 
-def measure(summary: pd.DataFrame, metric: str, link: str, arch: str | None) -> float:
-    """Median of a metric over the run's ok hierarchical rows for that link (and arch)."""
+def _rows(summary: pd.DataFrame, link: str, arch: str | None) -> pd.DataFrame:
     rows = summary[(summary["method"] == "hierarchical") & (summary["link"].astype(str) == link)
                    & (summary["status"] == "ok")]
-    if arch:
-        rows = rows[rows["arch"] == arch]
-    values = rows[metric].dropna() if metric in rows else pd.Series(dtype=float)
-    return float(values.median()) if len(values) else float("nan")
+    return rows[rows["arch"] == arch] if arch else rows
+
+
+def measure(summary: pd.DataFrame, metric: str, link: str, arch: str | None) -> float:
+    """Median of a metric over the run's ok hierarchical rows for that link (and arch)."""
+    return measure_ci(summary, metric, link, arch)[0]
+
+
+def measure_ci(summary: pd.DataFrame, metric: str, link: str,
+               arch: str | None) -> tuple[float, float, int]:
+    """(median, 95% CI half-width, repetitions) of a metric; the CI as the module says."""
+    rows = _rows(summary, link, arch)
+    if metric not in rows:
+        return float("nan"), float("nan"), 0
+    rows = rows[rows[metric].notna()]
+    if rows.empty:
+        return float("nan"), float("nan"), 0
+    values = rows[metric].astype(float)
+    if len(values) >= MIN_BASELINE_REPS:
+        return float(values.median()), mean_ci(list(values))[1], len(values)
+    cis = rows[f"{metric}_ci"].astype(float) if f"{metric}_ci" in rows else pd.Series([math.nan])
+    return float(values.median()), float(cis.max()), len(values)
 
 
 def baseline_values(summary: pd.DataFrame) -> dict[str, float]:
@@ -76,7 +101,17 @@ def baseline_values(summary: pd.DataFrame) -> dict[str, float]:
 
 
 def write_baseline(summary: pd.DataFrame, path: Path, source: str, scenario: str) -> dict:
-    doc = {"scenario": scenario, "source_run": source, "values": baseline_values(summary)}
+    """Store medians (and their CIs) of a run with >= 3 repetitions; never an accuracy at chance."""
+    reps = int(summary["rep"].max()) + 1 if len(summary) else 0
+    if reps < MIN_BASELINE_REPS:
+        raise HarnessError(f"a baseline needs a run of at least {MIN_BASELINE_REPS} repetitions "
+                           f"(this one has {reps}): run with --set repetitions={MIN_BASELINE_REPS}")
+    values = baseline_values(summary)
+    at_chance = sorted(k for k, v in values.items() if k.startswith("final_acc") and v <= CHANCE_ACC)
+    values = {k: v for k, v in values.items() if k not in at_chance}
+    doc = {"scenario": scenario, "source_run": source, "repetitions": reps, "values": values,
+           "ci": {k: measure_ci(summary, *_split_key(k))[1] for k in values},
+           "omitted_at_chance": at_chance}
     if not doc["values"]:
         raise HarnessError("the run has no hierarchical results to make a baseline from")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,25 +133,42 @@ def load_baseline(path: Path) -> dict[str, float]:
 
 
 def judge(summary: pd.DataFrame, checks: list[Check], baseline: dict[str, float]) -> pd.DataFrame:
-    """One row per check: baseline, current, allowed minimum, verdict (pass/REGRESSION/missing)."""
+    """One row per check: baseline, current with its CI, allowed minimum, verdict (pass, noise:
+    below the floor but within its CI, REGRESSION, missing, or baseline-at-chance)."""
     rows = []
     for check in checks:
-        current = measure(summary, check.metric, check.link, check.arch)
+        current, ci, reps = measure_ci(summary, check.metric, check.link, check.arch)
         base = baseline.get(check.key, float("nan"))
         floor = base - check.tolerance
         if math.isnan(current) or math.isnan(base):
             verdict = "missing"
+        elif check.metric == "final_acc" and base <= CHANCE_ACC:
+            verdict = "baseline-at-chance"
+        elif current >= floor:
+            verdict = "pass"
+        elif not math.isnan(ci) and current + ci >= floor:
+            verdict = "noise"
         else:
-            verdict = "pass" if current >= floor else "REGRESSION"
+            verdict = "REGRESSION"
         rows.append({"check": str(check), "baseline": base, "current": current,
-                     "min_allowed": floor, "verdict": verdict})
+                     "min_allowed": floor, "verdict": verdict, "current_ci": ci, "reps": reps})
     return pd.DataFrame(rows)
+
+
+PASSING = ("pass", "noise")
+
+
+def _split_key(key: str) -> tuple[str, str, str | None]:
+    metric, _, rest = key.partition("@")
+    link, _, arch = rest.partition("/")
+    return metric, link, arch or None
 
 
 def format_verdicts(table: pd.DataFrame) -> str:
     def pct(v):
         return "-" if pd.isna(v) else f"{v * 100:+.1f}%"
     shown = table.assign(**{c: table[c].map(pct) for c in ("baseline", "current", "min_allowed")})
+    shown["current_ci"] = table["current_ci"].map(lambda v: "n/a" if pd.isna(v) else f"±{v * 100:.1f}%")
     return shown.to_string(index=False)
 
 

@@ -19,12 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 from harness.analysis.style import (BASELINES, DIRECTIONS, DPI, LANES, LINK_MARKERS,  # noqa: E402
                                     MAX_STEPS, MIB, REQUIRED, _first_per_method, _grouped_bars,
+                                    ci_table,
                                     _legend, _methods, _panels, _plain_log, _prepare, link_order,
                                     style)
 from harness.analysis.totals import load_events  # noqa: E402
@@ -35,15 +37,18 @@ def fig_runtime(summary: pd.DataFrame) -> plt.Figure:
     df, ok = _prepare(summary)
     links, methods = link_order(df["link"]), _methods(df["method"])
     extrapolated = bool(ok["extrapolated"].any())
-    title = "Training runtime per method and link\nmedian over repetitions; × = failed"
+    title = ("Training runtime per method and link\nmedian over repetitions, whiskers = 95% CI; "
+             "× = failed")
     if extrapolated:
-        title += "\nhatched = extrapolated to the full run from the measured batches"
+        title += "\nhatched = estimated for the full run from the measured batches"
     fig, axes = _panels(df, title)
     for name, ax in axes.items():
         groups = ok[ok["panel"] == name].groupby(["link", "method"])
         table = groups["runtime_s"].median().unstack().reindex(index=links, columns=methods)
         hatch = groups["extrapolated"].any().unstack().reindex(index=links, columns=methods)
-        _grouped_bars(ax, table, {m: style(m) for m in methods}, hatch)
+        errors = ci_table(ok[ok["panel"] == name], "link", "method", "runtime_s",
+                          "est_full_wall_ci_s")
+        _grouped_bars(ax, table, {m: style(m) for m in methods}, hatch, errors)
         ax.set(title=name, xlabel="link profile", ylabel="training time (s)"
                + (", extrapolated where hatched" if extrapolated else ""))
     _legend(fig, methods)
@@ -55,14 +60,19 @@ def fig_gain(summary: pd.DataFrame) -> plt.Figure:
     df, ok = _prepare(summary)
     hier, links = ok[ok["method"] == "hierarchical"], link_order(df["link"])
     fig, axes = _panels(df, "Runtime gain of hierarchical training over each baseline\n"
-                            "median over repetitions; positive = hierarchical faster")
+                            "median over repetitions, whiskers = 95% CI; positive = "
+                            "hierarchical faster")
     styles = {b: {**style(b), "label": "vs " + style(b)["label"]} for b in BASELINES}
     for name, ax in axes.items():
         part = hier[hier["panel"] == name]
         table = part.groupby("link")[[f"gain_vs_{b}" for b in BASELINES]].median() * 100
-        _grouped_bars(ax, table.set_axis(list(BASELINES), axis=1).reindex(links), styles)
+        errors = pd.DataFrame({b: ci_table(part, "link", None, f"gain_vs_{b}", f"gain_vs_{b}_ci", 100)
+                               for b in BASELINES}) if len(part) else None
+        _grouped_bars(ax, table.set_axis(list(BASELINES), axis=1).reindex(links), styles,
+                      errors=errors)
         for bars in ax.containers:
-            ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
+            if isinstance(bars, BarContainer):
+                ax.bar_label(bars, fmt="%.0f%%", fontsize=7, padding=2)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.yaxis.set_major_formatter(PercentFormatter())
         ax.margins(y=0.15)

@@ -59,6 +59,20 @@ def batch_means(intervals: list[float]) -> list[float]:
     return [statistics.fmean(kept[i * size:(i + 1) * size]) for i in range(k)]
 
 
+def completion_times(compute_spans) -> list[float]:
+    """When each step completed: the latest end of its compute spans (any role), step order.
+
+    `compute_spans`: (step, t_end) pairs of compute events; steps must count up from 0.
+    """
+    done: dict[int, float] = {}
+    for step, t_end in compute_spans:
+        if step is None or step != step:     # NaN: not a training step
+            continue
+        step = int(step)
+        done[step] = max(done.get(step, t_end), t_end)
+    return [done[k] for k in sorted(done)]
+
+
 def steady_state(completions: list[float], start: float, n_full: int) -> dict:
     """Fill, steady interval (95% CI by batch means) and the estimate for n_full batches.
 

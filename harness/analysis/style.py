@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from harness.analysis.steady import mean_ci  # noqa: E402
 from harness.catalog import BASELINES  # noqa: E402
 
 METHOD_STYLE = {
@@ -59,7 +60,8 @@ def _prepare(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if col in df and df.groupby("arch")[col].nunique().max() > 1:
             df["panel"] = df["panel"] + " / " + df[col].astype(str)
     source = df["runtime_source"].astype(str)  # NaN becomes "nan": not extrapolated
-    df["extrapolated"] = source.str.contains("extrapolat") & df["est_full_wall_s"].notna()
+    df["extrapolated"] = (source.str.contains("extrapolat|estimated")
+                          & df["est_full_wall_s"].notna())
     df["runtime_s"] = df["wall_s"].where(~df["extrapolated"], df["est_full_wall_s"])
     return df, df[df["status"] == "ok"]
 
@@ -103,8 +105,27 @@ def _plain_log(axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _grouped_bars(ax, table: pd.DataFrame, styles: dict, hatch: pd.DataFrame | None = None):
-    """Bars of each column grouped by the index; a NaN cell is a grey '×' at the axis, no bar."""
+def ci_of(group: pd.DataFrame, col: str, ci_col: str) -> float:
+    """95% CI half-width of a group's median: over repetitions (t) when there are 3 or more,
+    else the run's own CI for that figure (the widest of the group's)."""
+    values = group[col].dropna()
+    if len(values) >= 3:
+        return mean_ci(list(values))[1]
+    return float(group[ci_col].max()) if ci_col in group and group[ci_col].notna().any() else np.nan
+
+
+def ci_table(ok: pd.DataFrame, index: str, columns: str | None, col: str, ci_col: str,
+             scale: float = 1.0) -> pd.DataFrame:
+    """ci_of per (index, columns) cell, as a table shaped like the medians it goes with."""
+    keys = [index] + ([columns] if columns else [])
+    cis = ok.groupby(keys).apply(lambda g: ci_of(g, col, ci_col), include_groups=False) * scale
+    return cis.unstack() if columns else cis
+
+
+def _grouped_bars(ax, table: pd.DataFrame, styles: dict, hatch: pd.DataFrame | None = None,
+                  errors: pd.DataFrame | None = None):
+    """Bars of each column grouped by the index; a NaN cell is a grey '×' at the axis, no bar;
+    `errors` (same shape) draws 95% CI whiskers where known."""
     width, x = 0.8 / max(len(table.columns), 1), np.arange(len(table.index))
     for i, series in enumerate(table.columns):
         pos = x + (i - (len(table.columns) - 1) / 2) * width
@@ -114,6 +135,12 @@ def _grouped_bars(ax, table: pd.DataFrame, styles: dict, hatch: pd.DataFrame | N
         ax.bar(pos[have], vals[have], width, color=styles[series]["color"],
                label=styles[series]["label"], hatch=["//" if m else "" for m in marked[have]],
                edgecolor="white", linewidth=0.5)
+        if errors is not None and series in errors:
+            err = errors[series].reindex(table.index).to_numpy(dtype=float)
+            show = have & np.isfinite(err)
+            if show.any():
+                ax.errorbar(pos[show], vals[show], yerr=err[show], fmt="none",
+                            ecolor="black", elinewidth=0.8, capsize=2)
         for p in pos[~have]:
             ax.text(p, 0, "×", ha="center", va="bottom", color="0.5",
                     transform=ax.get_xaxis_transform())

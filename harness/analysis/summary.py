@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.steady import ratio_ci
 from harness.catalog import BASELINES
 from harness.errors import HarnessError
 
@@ -25,61 +26,114 @@ def _read_json(path: Path) -> dict | None:
 
 STAGES = ("edge_compute_s", "uplink_s", "cloud_compute_s", "downlink_s")
 GROUP = ["arch", "split", "codec", "link", "rep"]
+NUMERIC = ["steps", "wall_s", *STAGES, "bytes_up_total", "bytes_down_total", "raw_bytes_to_cloud",
+           "final_acc", "edge_exit_acc", "test_samples", "est_full_wall_s", "est_full_wall_ci_s",
+           "fill_s", "interval_s", "interval_ci_s", "full_steps", "predicted_s", "predicted_full_s"]
+Z95 = 1.959964
 
 
 def build_summary(run_dir: Path, scenario: str = "") -> pd.DataFrame:
     """summary.csv's rows: one per case x repetition, with gains measured within the run."""
-    rows = []
-    for case_dir in sorted(p for p in Path(run_dir).iterdir() if (p / "case.json").exists()):
-        case = json.loads((case_dir / "case.json").read_text())
-        info = _read_json(case_dir / "case_info.json") or {}
-        status = (_read_json(case_dir / "status.json") or {}).get("status", "unknown")
-        row = {"scenario": scenario, "case": case_dir.name, "arch": case["model"]["arch"],
-               "split": case["model"]["split"], "codec": case["codec"], "link": case.get("link"),
-               "method": case["method"], "rep": info.get("rep", 0), "status": status,
-               "batch_size": case["training"]["batch_size"]}
-        totals_ = _read_json(case_dir / "totals.json") or {}
-        row.update({k: totals_.get(k) for k in ("steps", "wall_s", *STAGES, "bytes_up_total",
-                                                "bytes_down_total", "raw_bytes_to_cloud")})
-        accuracy = _read_json(case_dir / "accuracy.json") or {}
-        row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source")})
-        row.update(_extrapolate(row, info))
-        row["predicted_s"] = info.get("predicted_s")
-        rows.append(row)
+    rows = [_row(case_dir, scenario) for case_dir in sorted(Path(run_dir).iterdir())
+            if (case_dir / "case.json").exists()]
     if not rows:
         raise HarnessError(f"no cases in {run_dir}")
-    df = pd.DataFrame(rows)
-    numeric = ["steps", "wall_s", *STAGES, "bytes_up_total", "bytes_down_total",
-               "raw_bytes_to_cloud", "final_acc", "edge_exit_acc", "est_full_wall_s", "predicted_s"]
-    df[numeric] = df[numeric].apply(pd.to_numeric, errors="coerce")
-    df.loc[df["status"] != "ok", ["wall_s", "est_full_wall_s", *STAGES]] = float("nan")
+    df = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*rows[0], *NUMERIC])))
+    df[NUMERIC] = df[NUMERIC].apply(pd.to_numeric, errors="coerce")
+    df["steady"] = df["steady"].eq(True) if "steady" in df else False
+    df.loc[df["status"] != "ok", ["wall_s", "est_full_wall_s", "est_full_wall_ci_s", *STAGES]] = float("nan")
     df["pipeline_eff"] = df[list(STAGES)].max(axis=1) / df["wall_s"]
     df["predicted_err"] = df["predicted_s"] / df["wall_s"] - 1
+    df["predicted_full_err"] = df["predicted_full_s"] / df["est_full_wall_s"] - 1
+    for col in ("final_acc", "edge_exit_acc"):
+        df[f"{col}_ci"] = wilson_half_width(df[col], df["test_samples"])
     return _add_gains(df)
 
 
-def _extrapolate(row: dict, info: dict) -> dict:
+def _row(case_dir: Path, scenario: str) -> dict:
+    case = json.loads((case_dir / "case.json").read_text())
+    info = _read_json(case_dir / "case_info.json") or {}
+    status = (_read_json(case_dir / "status.json") or {}).get("status", "unknown")
+    row = {"scenario": scenario, "case": case_dir.name, "arch": case["model"]["arch"],
+           "split": case["model"]["split"], "codec": case["codec"], "link": case.get("link"),
+           "method": case["method"], "rep": info.get("rep", 0), "status": status,
+           "batch_size": case["training"]["batch_size"], "full_steps": info.get("full_steps")}
+    totals_ = _read_json(case_dir / "totals.json") or {}
+    row.update({k: totals_.get(k) for k in ("steps", "wall_s", *STAGES, "bytes_up_total",
+                                            "bytes_down_total", "raw_bytes_to_cloud")})
+    accuracy = _read_json(case_dir / "accuracy.json") or {}
+    row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source",
+                                             "test_samples")})
+    row.update(_estimate(row, info))
+    row["predicted_s"] = info.get("predicted_s")
+    row["predicted_full_s"] = info.get("predicted_full_s")
+    return row
+
+
+def _estimate(row: dict, info: dict) -> dict:
+    """The full-budget runtime: steady-state estimate where the run recorded one; runs of
+    earlier releases (no `steady` in case_info.json) keep their linear extrapolation."""
     measured, full = row.get("steps"), info.get("full_steps")
     wall = row.get("wall_s")
     if wall is None or not measured:
         return {"est_full_wall_s": None, "runtime_source": "not measured"}
+    steady = info.get("steady") or {}
+    if steady.get("est_s") is not None:
+        out = {k: steady.get(k) for k in ("fill_s", "interval_s", "interval_ci_s")}
+        out.update(est_full_wall_s=steady["est_s"], est_full_wall_ci_s=steady.get("est_ci_s"),
+                   steady=True)
+        if not full or full == measured:
+            out["runtime_source"] = f"measured: all {measured} batches"
+        else:
+            out["runtime_source"] = (f"estimated: fill + ({full}-1) x steady interval, from "
+                                     f"{measured} measured batches (CI: batch means)")
+        return out
     if not full or full == measured:
         return {"est_full_wall_s": wall, "runtime_source": "measured"}
     return {"est_full_wall_s": wall * full / measured,
             "runtime_source": f"extrapolated linearly from {measured} measured batches to {full}"}
 
 
+def wilson_half_width(p: pd.Series, n: pd.Series) -> pd.Series:
+    """95% CI half-width of an accuracy measured on n test samples (Wilson score interval).
+
+    It covers the sampling of the test set only, not the run-to-run spread of training.
+    """
+    p, n = pd.to_numeric(p, errors="coerce"), pd.to_numeric(n, errors="coerce")
+    z2 = Z95 ** 2
+    return Z95 * ((p * (1 - p) / n + z2 / (4 * n ** 2)) ** 0.5) / (1 + z2 / n)
+
+
+def wilson_half_width_one(p: float, n: int) -> float:
+    """wilson_half_width for one accuracy."""
+    return float(wilson_half_width(pd.Series([p]), pd.Series([n])).iloc[0])
+
+
 def _add_gains(df: pd.DataFrame) -> pd.DataFrame:
-    """gain_vs_X = 1 - wall(hierarchical) / wall(X), same arch/split/codec/link/repetition."""
-    for base in BASELINES:
-        df[f"gain_vs_{base}"] = float("nan")
+    """gain_vs_X = 1 - T(hierarchical) / T(X), same arch/split/codec/link/repetition, where T
+    is the full-budget estimate when both cases have a steady-state one (CI from both, delta
+    method), else the measured wall time of both (runs of earlier releases).
+    `gain_vs_X_window` is always the ratio of the measured windows."""
     keyed = df.assign(link=df["link"].fillna("-"))
-    walls = keyed.pivot_table(index=GROUP, columns="method", values="wall_s", aggfunc="first")
+    tables = {col: keyed.pivot_table(index=GROUP, columns="method", values=col, aggfunc="first",
+                                     dropna=False)
+              for col in ("est_full_wall_s", "est_full_wall_ci_s", "wall_s", "steady")}
+    for base in BASELINES:
+        for suffix in ("", "_ci", "_window"):
+            df[f"gain_vs_{base}{suffix}"] = float("nan")
     for idx, row in keyed[keyed["method"] == "hierarchical"].iterrows():
         key = tuple(row[g] for g in GROUP)
-        if key not in walls.index:
+        if key not in tables["wall_s"].index:
             continue
-        for base in BASELINES:
-            if base in walls.columns:
-                df.loc[idx, f"gain_vs_{base}"] = 1 - row["wall_s"] / walls.loc[key, base]
+        for base in (b for b in BASELINES if b in tables["wall_s"].columns):
+            window = 1 - row["wall_s"] / tables["wall_s"].loc[key, base]
+            df.loc[idx, f"gain_vs_{base}_window"] = window
+            if not (row["steady"] and tables["steady"].loc[key, base] == 1):
+                df.loc[idx, f"gain_vs_{base}"] = window        # both sides as measured
+                continue
+            other = tables["est_full_wall_s"].loc[key, base]
+            df.loc[idx, f"gain_vs_{base}"] = 1 - row["est_full_wall_s"] / other
+            df.loc[idx, f"gain_vs_{base}_ci"] = ratio_ci(
+                row["est_full_wall_s"], row["est_full_wall_ci_s"], other,
+                tables["est_full_wall_ci_s"].loc[key, base])
     return df

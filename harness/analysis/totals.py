@@ -10,10 +10,12 @@ the runner, so analysis runs anywhere.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.steady import completion_times, mean_ci, steady_state
 from harness.workers.events import COMPUTE, RECV, SEND, WAIT
 
 
@@ -32,17 +34,29 @@ def load_events(case_dir: str | Path) -> pd.DataFrame:
     for col in ("t_start", "t_end", "t", "step"):
         if col not in df:
             df[col] = float("nan")
-    offset = clock_offset(df)
     cloud = df["role"] == "cloud"
     for col in ("t_start", "t_end", "t"):
-        df.loc[cloud, col] = df.loc[cloud, col] - offset
+        df.loc[cloud, col] = df.loc[cloud, col] - clock_offset(df, df.loc[cloud, col])
     return df
 
 
-def clock_offset(df: pd.DataFrame) -> float:
-    """cloud_clock - edge_clock as the edge measured it (0 when there was no connection)."""
-    clock = df[(df["role"] == "edge") & (df["event"] == "clock")]
-    return float(clock["offset_s"].iloc[-1]) if len(clock) else 0.0
+def clock_offset(df: pd.DataFrame, cloud_t=None):
+    """cloud_clock - edge_clock as the edge measured it (0 when there was no connection).
+
+    One machine (Mininet, loopback): recorded as exactly 0. Two machines: measured at the
+    start and at the end of the run; in between the drift is taken as linear, so each cloud
+    time gets the offset interpolated at its own moment. Runs of earlier releases measured
+    once: that offset applies throughout.
+    """
+    clock = df[(df["role"] == "edge") & (df["event"] == "clock")].sort_values("t")
+    if clock.empty:
+        return 0.0
+    first, last = clock.iloc[0], clock.iloc[-1]
+    if cloud_t is None or len(clock) < 2 or last["t"] <= first["t"]:
+        return float(last["offset_s"])
+    drift = (last["offset_s"] - first["offset_s"]) / (last["t"] - first["t"])    # s per s
+    edge_t = cloud_t - first["offset_s"]
+    return first["offset_s"] + drift * (edge_t - first["t"])
 
 
 def _busy(df: pd.DataFrame, role: str, event: str) -> float:
@@ -129,3 +143,25 @@ def totals(df: pd.DataFrame) -> dict:
         "bytes_down_total": _sum(df, "cloud", SEND, "bytes_payload") + _sum(df, "cloud", SEND, "bytes_framing"),
         "raw_bytes_to_cloud": _sum(df, "edge", SEND, "bytes_raw"),
     }
+
+
+def steady(df: pd.DataFrame, n_full: int, cached_steps: int = 0) -> dict:
+    """Fill, steady interval (95% CI) and full-budget estimate of one case's events.
+
+    `cached_steps`: steps of the full budget that train from the cloud's cache (cloud-only,
+    epochs after the first): they cost the cloud's measured compute per step, not an upload,
+    so they are charged at the mean cloud compute time (CI: t over the measured steps).
+    """
+    work = df[df["event"].isin([COMPUTE, SEND])]
+    compute = df[df["event"] == COMPUTE]
+    if work.empty or compute.empty:
+        return {}
+    done = completion_times(zip(compute["step"], compute["t_end"]))
+    out = steady_state(done, float(work["t_start"].min()), n_full - cached_steps)
+    if cached_steps:
+        cloud = compute[compute["role"] == "cloud"]
+        step_s, step_ci = mean_ci(list(cloud["t_end"] - cloud["t_start"]))
+        out["cached_steps"], out["cached_step_s"] = cached_steps, step_s
+        out["est_s"] += cached_steps * step_s
+        out["est_ci_s"] = math.hypot(out["est_ci_s"], cached_steps * step_ci)
+    return out

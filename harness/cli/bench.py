@@ -102,8 +102,8 @@ def plot(run_dir) -> None:
               help="also write github-action-benchmark customBiggerIsBetter JSON here")
 def check(run_dir, baseline_file, check_texts, github_json) -> None:
     """Gate: compare a run's runtime gains with a baseline; exit 1 on a regression."""
-    from harness.analysis.compare import (format_verdicts, github_benchmark_json, judge,
-                                          load_baseline, parse_check)
+    from harness.analysis.compare import (PASSING, format_verdicts, github_benchmark_json,
+                                          judge, load_baseline, parse_check)
     summary, _ = _summary(run_dir)
     texts = list(check_texts) or _scenario_checks(Path(run_dir))
     if not texts:
@@ -113,7 +113,7 @@ def check(run_dir, baseline_file, check_texts, github_json) -> None:
     click.echo(format_verdicts(table))
     if github_json:
         Path(github_json).write_text(json.dumps(github_benchmark_json(summary, checks), indent=2))
-    bad = table[table["verdict"] != "pass"]
+    bad = table[~table["verdict"].isin(PASSING)]
     if len(bad):
         click.echo(f"{len(bad)} of {len(table)} check(s) failed", err=True)
         raise click.exceptions.Exit(1)
@@ -146,18 +146,24 @@ def _scenario_checks(run_dir: Path) -> list[str]:
 
 def _print_summary(run_dir: Path) -> None:
     import pandas as pd
+
+    from harness.analysis.tables import MIN_REPS_FOR_CI, across_repetitions, per_case
     summary = pd.read_csv(run_dir / "summary.csv")
-    cols = ["arch", "split", "codec", "link", "method", "rep", "status", "steps", "wall_s", "est_full_wall_s",
-            "final_acc", "edge_exit_acc", "gain_vs_split", "gain_vs_cloud", "gain_vs_edge",
-            "pipeline_eff", "predicted_s", "predicted_err"]
-    cols = [c for c in cols if c in summary and summary[c].notna().any()]
-    click.echo(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    fmt = {"float_format": lambda v: f"{v:.3f}", "na_rep": "-", "index": False}
+    click.echo(per_case(summary).to_string(**fmt))
+    reps = int(summary["rep"].max()) + 1 if len(summary) else 0
+    if reps >= MIN_REPS_FOR_CI:
+        click.echo(f"\nacross {reps} repetitions (median ± 95% CI of the repetitions, Student's t):")
+        click.echo(across_repetitions(summary).to_string(**fmt))
     sources = summary["runtime_source"].dropna().unique().tolist()
     acc_sources = summary["acc_source"].dropna().unique().tolist()
     click.echo(f"runtime: {'; '.join(sources)}")
     click.echo(f"accuracy: {'; '.join(acc_sources)}")
-    click.echo(f"gains: 1 - wall(hierarchical)/wall(baseline), same run, same link; "
-               f"results in {run_dir}; plots in {run_dir / 'plots'}")
+    click.echo("± is a 95% CI: runtime from the steady interval's batch means, gain from both "
+               "runtimes (delta method), accuracy from the test-set size (Wilson)")
+    click.echo(f"gains: 1 - T(hierarchical)/T(baseline) on full-budget estimates, same run, "
+               f"same link (gain_vs_*_window in summary.csv: measured windows); results in "
+               f"{run_dir}; plots in {run_dir / 'plots'}")
 
 
 COMMANDS = (run, list_cmd, plot, check, baseline)

@@ -1,86 +1,79 @@
-"""Measure the emulated link (RTT with ping -U, goodput with iperf3) against its profile.
+"""Calibrate the emulated link against its profile: RTT, goodput, loss and jitter, each way.
 
     sudo .venv/bin/python -m harness.emulation.linkcheck 3g [--seconds 3]
 
-RTT is the median of >= 10 `ping -U` probes on the idle link (plain ping does not see delay
-added on its own host's INPUT chain). Goodput is iperf3's receiver-side rate, first second
-omitted, per direction. HTB counts headers, so goodput is ~95.7% of the configured rate
-(1448 payload bytes per 1514 on the wire); the tolerance allows for it.
+- RTT: the median of >= 10 `ping -U` probes on the idle link (plain ping does not see delay
+  added on its own host's INPUT chain).
+- Goodput per direction: iperf3's receiver-side TCP rate in steady state, the median of its
+  one-second rates (BBR's periodic PROBE_RTT dips are the flow's, not the link's; the mean is
+  recorded too). Start-up is omitted
+  for as long as it takes on this link: TCP's window reaches the bandwidth-delay product after
+  about log2(BDP / initial window) round trips, and BBR needs a few more to drain its start-up
+  queue, so `omit` grows with the RTT (a 3 s test on a 600 ms link measures slow start, not the
+  link); the measured part lasts at least `MEASURE_RTTS` round trips. HTB counts headers, so
+  goodput is ~95.7% of the configured rate (1448 payload bytes per 1514 on the wire).
+- Loss and jitter per direction: small UDP datagrams at half the link's rate (the queue never
+  fills, so every loss is the emulated one); enough of them that the binomial 95% CI of the
+  loss is within `LOSS_CI_PCT` points. Jitter is iperf3's RFC 3550 interarrival jitter; its
+  expected value is computed by running the delay daemon's own model (`Delayer`) on the same
+  packet stream, since no-reordering changes what a uniform +-J delay looks like.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import re
-import statistics
 import sys
-import time
 from pathlib import Path
 
 from harness.config import Tolerances
+from harness.emulation.delayd import Delayer
 from harness.emulation.links import WIRE_EFFICIENCY
+from harness.emulation.probes import MIN_RTT_PROBES, measure_goodput, measure_rtt, measure_udp
 from harness.errors import HarnessError
 
-IPERF_PORT = 5201
-OMIT_S = 1                # iperf3 warm-up excluded from the result, seconds
-PING_INTERVAL_S = 0.2
-MIN_RTT_PROBES = 10
+INITIAL_WINDOW_B = 10 * 1448      # Linux's initial congestion window
+STARTUP_EXTRA_RTTS = 4            # BBR start-up's drain and first probe after the window is full
+MEASURE_RTTS = 20                 # the measured part spans at least this many round trips
+UDP_SHARE = 0.5                   # UDP probe rate / link rate: below it, no queue drops
+LOSS_CI_PCT = 0.2                 # binomial 95% CI half-width aimed at, percentage points
+MIN_UDP_PACKETS = 1000
 
 
-def measure_rtt(link, count: int = MIN_RTT_PROBES) -> dict:
-    """ping -U from edge to cloud; median/min/max in ms and the number of replies."""
-    out = link.cmd("edge", f"ping -U -n -c {count} -i {PING_INTERVAL_S} -W 3 {link.cloud_ip}")
-    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
-    if len(times) < min(MIN_RTT_PROBES, count):
-        raise HarnessError(f"linkcheck: only {len(times)} of {count} pings answered "
-                           f"edge -> cloud ({out.strip().splitlines()[-1] if out.strip() else 'no output'})")
-    # ping prints whole ms from 100 ms up; its summary line keeps microseconds (mean, mdev).
-    summary = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
-    return {"rtt_ms": statistics.median(times), "rtt_min_ms": min(times),
-            "rtt_max_ms": max(times), "rtt_probes": len(times), "rtt_sent": count,
-            "rtt_mean_ms": float(summary.group(2)) if summary else None,
-            "rtt_mdev_ms": float(summary.group(4)) if summary else None}
+def goodput_plan(rate_mbps: float, rtt_ms: float, seconds: float) -> tuple[int, float]:
+    """(omit s, measured s) for one direction: start-up excluded, duration scaled to the RTT."""
+    rtt = rtt_ms / 1e3
+    bdp = rate_mbps * 1e6 / 8 * rtt
+    rtts = math.log2(max(bdp / INITIAL_WINDOW_B, 1.0)) + STARTUP_EXTRA_RTTS
+    return 1 + math.ceil(rtts * rtt), max(seconds, MEASURE_RTTS * rtt)
 
 
-def _wait_listening(link, role: str, port: int, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if link.cmd(role, f"ss -Hltn 'sport = :{port}'").strip():
-            return
-        time.sleep(0.05)
-    raise HarnessError(f"linkcheck: iperf3 server in {role} not listening on port {port}")
+def udp_packets(loss_pct: float) -> int:
+    """Datagrams needed for a binomial 95% CI of LOSS_CI_PCT points at this loss."""
+    p = loss_pct / 100
+    return max(MIN_UDP_PACKETS, math.ceil(1.96 ** 2 * p * (1 - p) / (LOSS_CI_PCT / 100) ** 2))
 
 
-def measure_goodput(link, direction: str, seconds: float) -> float:
-    """Receiver-side iperf3 goodput in Mbit/s for 'up' (edge->cloud) or 'down'."""
-    server = link.popen("cloud", ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], cgroup=False)
-    try:
-        _wait_listening(link, "cloud", IPERF_PORT)
-        argv = ["iperf3", "-c", link.cloud_ip, "-p", str(IPERF_PORT), "-J",
-                "-t", f"{seconds:g}", "-O", str(OMIT_S)]
-        if direction == "down":
-            argv.append("-R")    # the server (cloud) sends
-        if link.emulation.get("tcp_cc_set", "").startswith("per socket"):
-            argv += ["-C", link.emulation["tcp_cc"]]
-        client = link.popen("edge", argv, cgroup=False, text=True)
-        try:
-            out, _ = client.communicate(timeout=seconds + OMIT_S + 20)
-        finally:
-            link.kill(client)
-    finally:
-        link.kill(server)
-    try:
-        report = json.loads(out)
-    except json.JSONDecodeError:
-        raise HarnessError(f"linkcheck: iperf3 {direction}: no JSON output") from None
-    if "error" in report:
-        raise HarnessError(f"linkcheck: iperf3 {direction}: {report['error']}")
-    return report["end"]["sum_received"]["bits_per_second"] / 1e6
+def expected_jitter_ms(delay_ms: float, jitter_ms: float, pps: float, n: int = 20000) -> float:
+    """RFC 3550 jitter of a stream of `pps` packets through the delay daemon's own model."""
+    if jitter_ms <= 0:
+        return 0.0
+    d = Delayer(delay_ms, jitter_ms, seed=1)
+    j, prev = 0.0, None
+    for i in range(n):
+        sent = i / pps
+        d.add(None, now=sent)
+        d.held.clear()                       # only its release time matters here
+        transit = d.last_release - sent
+        if prev is not None:
+            j += (abs(transit - prev) - j) / 16
+        prev = transit
+    return j * 1e3
 
 
 def judge(profile, measured: dict, tol: Tolerances) -> dict:
-    """Pass/fail per check: goodput >= ratio x configured; |RTT - profile| <= rel x RTT + abs."""
+    """Pass/fail per check: goodput >= ratio x configured; |RTT - profile| <= rel x RTT + abs;
+    |loss - configured| <= loss_abs_pct; |jitter - expected| <= rel x expected + abs."""
     checks = {}
     for d in ("up", "down"):
         configured = getattr(profile, f"{d}_mbps")
@@ -91,21 +84,46 @@ def judge(profile, measured: dict, tol: Tolerances) -> dict:
     error = abs(measured["rtt_ms"] - profile.rtt_ms)
     checks["rtt"] = {"ok": error <= allowed, "measured": measured["rtt_ms"], "error_ms": error,
                      "limit": allowed, "rule": f"|rtt - {profile.rtt_ms:g}| <= {allowed:g} ms"}
+    for d, loss in (("up", profile.loss_pct), ("down", profile.down_loss_pct)):
+        if f"{d}_loss_pct" in measured:
+            got = measured[f"{d}_loss_pct"]
+            checks[f"{d}_loss"] = {"ok": abs(got - loss) <= tol.loss_abs_pct, "measured": got,
+                                   "rule": f"|loss - {loss:g}%| <= {tol.loss_abs_pct:g} points"}
+        if f"{d}_jitter_ms" in measured:
+            got, want = measured[f"{d}_jitter_ms"], measured[f"{d}_jitter_expected_ms"]
+            limit = tol.jitter_rel * want + tol.jitter_abs_ms
+            checks[f"{d}_jitter"] = {"ok": abs(got - want) <= limit, "measured": got,
+                                     "rule": f"|jitter - {want:.3g} ms| <= {limit:.3g} ms"}
     return checks
 
 
 def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: float = 3) -> dict:
-    """Measure RTT and goodput both ways inside the topology; compare with the profile."""
+    """Measure RTT, goodput, loss and jitter both ways inside the topology; compare."""
     tol = tolerances or Tolerances()
-    probes = max(MIN_RTT_PROBES, math.ceil(MIN_RTT_PROBES / (1 - profile.loss_pct / 100))) + 2
+    worst_loss = max(profile.loss_pct, profile.down_loss_pct)
+    probes = max(MIN_RTT_PROBES, math.ceil(MIN_RTT_PROBES / (1 - worst_loss / 100) ** 2)) + 2
     measured = measure_rtt(link, probes)  # on the idle link, before any bulk transfer
-    measured["up_mbps"] = measure_goodput(link, "up", seconds)
-    measured["down_mbps"] = measure_goodput(link, "down", seconds)
+    plans = {}
+    directions = {"up": (profile.up_mbps, profile.up_delay_ms, profile.jitter_ms, profile.loss_pct),
+                  "down": (profile.down_mbps, profile.down_delay_ms, profile.down_jitter_ms,
+                           profile.down_loss_pct)}
+    for d, (rate, delay, jitter, loss) in directions.items():
+        omit, duration = goodput_plan(rate, profile.rtt_ms, seconds)
+        plans[d] = {"omit_s": omit, "seconds": duration}
+        tcp = measure_goodput(link, d, duration, omit)
+        measured[f"{d}_mbps"], measured[f"{d}_mean_mbps"] = tcp["mbps"], tcp["mean_mbps"]
+        measured[f"{d}_interval_mbps"] = tcp["interval_mbps"]
+        udp = measure_udp(link, d, UDP_SHARE * rate, udp_packets(loss))
+        measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
+        measured[f"{d}_udp"] = udp
+        measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(delay, jitter, udp["pps"])
     checks = judge(profile, measured, tol)
     return {
-        "profile": profile.name, "seconds": seconds, "omit_s": OMIT_S,
+        "profile": profile.name, "seconds": seconds, "plans": plans,
         "configured": {"up_mbps": profile.up_mbps, "down_mbps": profile.down_mbps,
-                       "rtt_ms": profile.rtt_ms, "loss_pct": profile.loss_pct},
+                       "rtt_ms": profile.rtt_ms, "up_loss_pct": profile.loss_pct,
+                       "down_loss_pct": profile.down_loss_pct, "up_jitter_ms": profile.jitter_ms,
+                       "down_jitter_ms": profile.down_jitter_ms},
         "expected_goodput_ratio": WIRE_EFFICIENCY,
         "measured": measured, "checks": checks, "tolerances": dataclasses.asdict(tol),
         "emulation": dict(link.emulation), "ok": all(c["ok"] for c in checks.values()),

@@ -3,8 +3,10 @@
     .venv/bin/python -c "from harness.emulation.links import load_profile; print(load_profile('3g'))"
 
 "up" is edge -> cloud, "down" is cloud -> edge. Each delay applies to its own direction only.
-`jitter_ms` and `loss_pct` apply to the up direction only (the one that carries activations):
-TCLink would otherwise put them on both interfaces and double them over a round trip.
+`jitter_ms` and `loss_pct` apply to the up direction; the optional `down_jitter_ms` and
+`down_loss_pct` (default 0) to the down direction, which carries split learning's gradients and
+every TCP acknowledgement. Each impairment is set on one side only: TCLink would otherwise
+put it on both interfaces and double it over a round trip.
 `link_params` is the only place that turns a profile into per-interface numbers.
 """
 from __future__ import annotations
@@ -25,7 +27,8 @@ WIRE_EFFICIENCY = 1448 / 1514
 MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the rate silently
 NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
            "queue_packets")
-KEYS = ("name",) + NUMBERS + ("source",)
+OPTIONAL = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down
+KEYS = ("name",) + NUMBERS + tuple(OPTIONAL) + ("source",)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class LinkProfile:
     jitter_ms: float         # uniform +- jitter on the up delay, ms (packet order is kept)
     loss_pct: float          # random loss on the up direction, percent of packets
     queue_packets: int       # bottleneck queue per direction, packets
+    down_jitter_ms: float = 0.0   # uniform +- jitter on the down delay, ms
+    down_loss_pct: float = 0.0    # random loss on the down direction, percent of packets
     source: dict = field(default_factory=dict, compare=False)  # where each number comes from
 
     @property
@@ -81,13 +86,14 @@ def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
         if key not in KEYS:
             raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(KEYS)})")
     for key in KEYS:
-        if key not in raw:
+        if key not in raw and key not in OPTIONAL:
             raise HarnessError(f"{where}: {key}: missing")
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise HarnessError(f"{where}: name: expected a non-empty string")
     if not isinstance(raw["source"], dict):
         raise HarnessError(f"{where}: source: expected a mapping of field -> where the number comes from")
-    values = {key: check_type(f"{where}: {key}", raw[key], "float") for key in NUMBERS}
+    values = {key: check_type(f"{where}: {key}", raw.get(key, OPTIONAL.get(key)), "float")
+              for key in (*NUMBERS, *OPTIONAL)}
     _check_ranges(values, where)
     values["queue_packets"] = int(values["queue_packets"])
     return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values)
@@ -101,6 +107,8 @@ def _check_ranges(v: dict, where: str) -> None:
         ("down_delay_ms", v["down_delay_ms"] >= 0, "must be >= 0"),
         ("jitter_ms", v["jitter_ms"] >= 0, "must be >= 0"),
         ("loss_pct", 0 <= v["loss_pct"] < 100, "must be in [0, 100)"),
+        ("down_jitter_ms", v["down_jitter_ms"] >= 0, "must be >= 0"),
+        ("down_loss_pct", 0 <= v["down_loss_pct"] < 100, "must be in [0, 100)"),
         ("queue_packets", v["queue_packets"] >= 1, "must be >= 1"),
         ("queue_packets", float(v["queue_packets"]).is_integer(), "must be a whole number"),
     ]
@@ -125,14 +133,17 @@ def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
     if netem:
         edge["tc"].update(delay=f"{p.up_delay_ms:g}ms", max_queue_size=p.queue_packets)
         cloud["tc"].update(delay=f"{p.down_delay_ms:g}ms", max_queue_size=p.queue_packets)
-        if p.jitter_ms > 0:
-            edge["tc"]["jitter"] = f"{p.jitter_ms:g}ms"
-        if p.loss_pct > 0:
-            edge["tc"]["loss"] = p.loss_pct
+        for side, jitter, loss in ((edge, p.jitter_ms, p.loss_pct),
+                                   (cloud, p.down_jitter_ms, p.down_loss_pct)):
+            if jitter > 0:
+                side["tc"]["jitter"] = f"{jitter:g}ms"
+            if loss > 0:
+                side["tc"]["loss"] = loss
         return edge, cloud
     for side in (edge, cloud):
         side["pfifo_limit"] = p.queue_packets
     # Up direction lands on the cloud's INPUT chain, down on the edge's.
     cloud["input"] = {"delay_ms": p.up_delay_ms, "jitter_ms": p.jitter_ms, "loss_pct": p.loss_pct}
-    edge["input"] = {"delay_ms": p.down_delay_ms, "jitter_ms": 0.0, "loss_pct": 0.0}
+    edge["input"] = {"delay_ms": p.down_delay_ms, "jitter_ms": p.down_jitter_ms,
+                     "loss_pct": p.down_loss_pct}
     return edge, cloud

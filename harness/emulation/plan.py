@@ -31,13 +31,15 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
         if not 0 < cores <= ncpu:
             raise HarnessError(f"compute.{role}_cores: {cores:g} is not in (0, {ncpu}] "
                                f"(CPU cores on this machine)")
-    impaired = profile.rtt_ms > 0 or profile.jitter_ms > 0
+    impaired = profile.rtt_ms > 0 or profile.jitter_ms > 0 or profile.down_jitter_ms > 0
+    lossy = profile.loss_pct > 0 or profile.down_loss_pct > 0
     emulation = {
         "netem": netem, "rate": "htb",
         "delay": "netem" if netem else "nfqueue", "loss": "none",
         "queue": "netem limit" if netem else "pfifo under htb",
         "queue_packets": profile.queue_packets,
-        "jitter_loss_direction": "up (edge->cloud)",
+        "jitter_loss_direction": "each on its own direction (receiver's INPUT chain, or "
+                                 "sender's netem)",
         "offloads_requested": "off (gro, tx, rx, tso, gso)",   # what ethtool reports: *_offloads
         # sysctl inside a Mininet host fails (EPERM): a chosen one is set per socket by workers
         "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
@@ -45,7 +47,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
         "edge_cores": compute.edge_cores, "cloud_cores": compute.cloud_cores, "cpu_count": ncpu,
         "cfs_period_us": CFS_PERIOD_US,
     }
-    if profile.loss_pct > 0:
+    if lossy:
         emulation["loss"] = "netem" if netem else "iptables-statistic"
     if not impaired:
         emulation["delay"] = "none (profile has no delay)"

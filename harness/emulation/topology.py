@@ -242,7 +242,7 @@ def _start_impairments(link: EmulatedLink, edge_p: dict, cloud_p: dict, allow_no
         kill_groups([p for _, p in link.daemons])
         link.daemons.clear()
         link.emulation["delay"] = "none (explicitly allowed)"
-        if link.profile.loss_pct > 0:
+        if link.profile.loss_pct > 0 or link.profile.down_loss_pct > 0:
             link.emulation["loss"] = "none (explicitly allowed)"
 
 

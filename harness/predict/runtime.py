@@ -7,12 +7,23 @@ Assumptions (each one a term the emulation may show to be missing):
   (plus preprocessing where the raw data is, and the exit head on the hierarchical edge), and
   is the same for every batch. A worker limited to `cores` (< its thread count) runs
   threads/cores times slower (CFS quota); workers do not contend beyond their quotas.
-- A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514) seconds: HTB shapes
-  whole Ethernet frames, and TCP carries 1448 payload bytes per 1514-byte frame. Each message
-  also pays the one-way delay once. TCP slow start, loss and queueing are not modelled.
+- A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514 x (1 - loss))
+  seconds: HTB shapes whole Ethernet frames, TCP carries 1448 payload bytes per 1514-byte
+  frame, and each lost segment is sent again. Each message also pays the one-way delay once.
+- Loss also costs time where nothing overlaps it: a stop-and-wait message (split learning's
+  activations and gradients) with a lost segment completes about one round trip later (SACK
+  fast retransmit), so it pays (1 - (1 - loss)^segments) x RTT on average. Pipelined streams
+  (hierarchical, cloud-only) hide it behind the next messages.
 - A fresh TCP connection starts with a 10-segment window: the first message pays one round
-  trip per doubling until the window covers min(message, bandwidth-delay product). Later
-  messages are assumed to find the window open (no restart after idle is modelled).
+  trip per doubling until the window covers min(message, bandwidth-delay product).
+- Restart after idle: with BBR (this kernel's default congestion control) Linux does not
+  apply tcp_slow_start_after_idle (BBR sets its own pacing after idle), so later messages
+  are modelled as finding the window open. Under cubic/reno, split learning's idle gaps would
+  reset the window each batch: that case is not modelled.
+- Still ignored: queueing delay behind one's own earlier messages beyond the rate term, BBR's
+  start-up and probing phases beyond the first message, retransmission timeouts (tail losses
+  with nothing behind them), ACK loss, jitter, CPU contention between a worker and the
+  kernel's network work, and Python overheads outside the profiled blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue:
   fill + (N-1) x max(t_e, s_a/R_up, t_c), fill = t_e + s_a/R_up + d_up + t_c.
 - split: strictly sequential: N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
@@ -30,7 +41,8 @@ from harness.emulation.links import WIRE_EFFICIENCY
 FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
 LABEL_B = 8                       # int64 label per sample
 CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-INITIAL_WINDOW_B = 10 * 1448      # Linux initial congestion window: 10 segments
+MSS_B = 1448                      # TCP payload per segment (MSS with timestamps)
+INITIAL_WINDOW_B = 10 * MSS_B     # Linux initial congestion window: 10 segments
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,12 @@ class Sizes:
 
 @dataclass(frozen=True)
 class LinkRates:
-    up_Bps: float
+    up_Bps: float            # payload goodput after framing and retransmissions, bytes/s
     down_Bps: float
     d_up_s: float
     d_down_s: float
+    loss_up: float = 0.0     # fraction of packets lost edge -> cloud
+    loss_down: float = 0.0
 
     @property
     def rtt_s(self) -> float:
@@ -70,10 +84,19 @@ class LinkRates:
             return 0.0
         return (math.ceil(math.log2(need / INITIAL_WINDOW_B + 1)) - 1) * self.rtt_s
 
+    def recovery_s(self, message_b: float, loss: float) -> float:
+        """Expected extra seconds a stop-and-wait message spends recovering a lost segment."""
+        if loss <= 0:
+            return 0.0
+        segments = math.ceil(message_b / MSS_B)
+        return (1 - (1 - loss) ** segments) * self.rtt_s
+
     @classmethod
     def from_profile(cls, p) -> "LinkRates":
-        return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY, p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY,
-                   p.up_delay_ms / 1e3, p.down_delay_ms / 1e3)
+        up, down = p.loss_pct / 100, getattr(p, "down_loss_pct", 0.0) / 100
+        return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - up),
+                   p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - down),
+                   p.up_delay_ms / 1e3, p.down_delay_ms / 1e3, up, down)
 
 
 @dataclass(frozen=True)
@@ -142,7 +165,8 @@ def _hierarchical(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> P
 
 def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
     total_n = n * epochs
-    up, down = s.act_b / link.up_Bps, s.grad_b / link.down_Bps
+    up = s.act_b / link.up_Bps + link.recovery_s(s.act_b, link.loss_up)
+    down = s.grad_b / link.down_Bps + link.recovery_s(s.grad_b, link.loss_down)
     t_e = c.edge_fwd_s + c.edge_bwd_s
     per = t_e + up + link.d_up_s + c.cloud_s + down + link.d_down_s
     parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,

@@ -45,13 +45,14 @@ def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: 
     return predict(method, costs, sizes, LinkRates.from_profile(link), n, epochs)
 
 
-def predict_case(case: Case, link: LinkProfile, n: int) -> Prediction:
-    """The prediction for an emulated case that trained n batches."""
+def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1) -> Prediction:
+    """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
+    train from its cache)."""
     c, m = case.compute, case.model
     profs = profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                          c.edge_threads, c.cloud_threads)
     return predict_for(profs, m.split, case.dataset.name, case.method, case.codec, link,
-                       c.edge_cores, c.cloud_cores, case.training.batch_size, n)
+                       c.edge_cores, c.cloud_cores, case.training.batch_size, n, epochs)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ class Progress:
         self.opts, self.total, self.done, self.bar = opts, total_cases, 0, None
 
     def start(self, label: str, steps: int, case_dir: Path, method: str = "") -> Callable[[], None]:
-        if self.opts.quiet:
+        # A bar only on a terminal: a log or CI gets the one line per finished case instead.
+        if self.opts.quiet or not sys.stderr.isatty():
             return lambda: None
         from tqdm import tqdm
         self.bar = tqdm(total=steps, desc=f"[{self.done + 1}/{self.total}] {label}",

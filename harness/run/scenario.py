@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from harness.analysis.summary import build_summary
+from harness.analysis.summary import build_summary, wilson_half_width_one
+from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.progress import Progress
 from harness.run.rundir import new_run_dir
+from harness.run.window import Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
 
@@ -81,8 +84,10 @@ def timed_case(case: Case, scenario: Scenario) -> Case:
 def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Progress) -> dict:
     """Final/edge-exit accuracy per model, split, codec and method, unshaped.
 
-    fp32 cases train in this process (the two-process run makes the same updates to 1e-5, a
-    tested fact), other codecs as two processes over loopback so the codec really applies.
+    fp32 cases whose workers use one thread count train in this process with that count:
+    floating-point reduction order depends on threads, so only then are the updates the
+    workers' own (the two-process run makes the same updates, a tested fact). Other codecs, or
+    edge and cloud thread counts that differ, run as two processes over loopback.
     """
     import torch
 
@@ -96,23 +101,27 @@ def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Prog
         case_dir = run_dir / "accuracy" / f"{len(results):02d}-{acc_case.label}"
         steps = full_steps(case, len(train))
         poll = progress.start(f"accuracy {acc_case.label}", steps, case_dir, case.method)
-        if case.codec == "fp32":
+        threads = {case.compute.edge_threads, case.compute.cloud_threads}
+        if case.codec == "fp32" and len(threads) == 1:
             case_dir.mkdir(parents=True)
             (case_dir / "case.json").write_text(json.dumps(acc_case.to_dict(), indent=2) + "\n")
-            torch.set_num_threads(2)
+            torch.set_num_threads(threads.pop())
             bar = progress.bar
             result, _ = run_local(acc_case, train, test, on_step=bar.update if bar else None)
             acc = {"final_acc": result.final_acc, "edge_exit_acc": result.edge_exit_acc}
-            how = "one-process run (same updates as two processes)"
+            how = (f"one-process run at the workers' {case.compute.edge_threads} thread(s) "
+                   f"(same updates as two processes)")
         else:
             run_case(acc_case, case_dir, LocalLauncher(), on_poll=poll)
             acc = evaluate_case(acc_case, case_dir, train, test)
             how = "two processes over loopback"
+        acc["test_samples"] = len(test)
         acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
                              f"{len(test)} test samples")
         (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
         results[key] = acc
-        progress.finish(f"accuracy {acc_case.label}: final {acc['final_acc']:.4f}")
+        progress.finish(f"accuracy {acc_case.label}: final {acc['final_acc']:.4f} "
+                        f"± {wilson_half_width_one(acc['final_acc'], len(test)):.4f}")
     return results
 
 
@@ -133,29 +142,55 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     """One emulated case: run, record what was measured and how, evaluate if needed."""
     scenario, train, test, progress = run.scenario, run.train, run.test, run.progress
     timed = timed_case(case, scenario)
-    steps = full_steps(timed, len(train))
-    poll = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
+    steps, n_full = full_steps(timed, len(train)), full_steps(case, len(train))
+    show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
+    window = None
+    if scenario.measure.timing_batches is not None:
+        window = Window(case_dir, scenario.measure.min_batches, scenario.measure.ci_target, n_full)
+
+    def poll():
+        show()
+        if window is not None:
+            window.poll()
     try:
         totals = run_case(timed, case_dir, launcher, on_poll=poll)
     except HarnessError as exc:
         progress.finish(f"{case.label} rep {rep}: FAILED: {exc}")
         raise
-    info = {"rep": rep, "full_steps": full_steps(case, len(train)), "measured_steps": steps,
-            "launcher": launcher.describe}
+    info = {"rep": rep, "full_steps": n_full, "measured_steps": totals["steps"],
+            "budget_steps": steps, "launcher": launcher.describe,
+            "stopped_early": bool(window and window.stopped)}
+    cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
+    info["steady"] = steady(load_events(case_dir), n_full, cached)
     if link_profile is not None:
         from harness.predict.splits import predict_case
-        pred = predict_case(case, link_profile, totals["steps"])
-        info.update(predicted_s=pred.total_s, predicted_bottleneck=pred.bottleneck,
-                    predicted_busy=pred.busy, predicted_by="runtime model (harness/predict/runtime.py)")
+        per_epoch = batches_per_epoch(case, len(train))
+        for key, n, epochs in (("predicted_s", totals["steps"], 1),
+                               ("predicted_full_s", per_epoch, case.training.epochs)):
+            pred = predict_case(case, link_profile, n, epochs)
+            info[key] = pred.total_s
+        info.update(predicted_bottleneck=pred.bottleneck, predicted_busy=pred.busy,
+                    predicted_by="runtime model (harness/predict/runtime.py)")
     (case_dir / "case_info.json").write_text(json.dumps(info) + "\n")
     if run.accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
         acc["acc_source"] = f"measured: this emulated run ({steps} batches), {len(test)} test samples"
+        acc["test_samples"] = len(test)
     else:
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
     (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s']:.2f} s for {totals['steps']} "
-                    f"batches, final acc {acc['final_acc']:.4f}")
+                    f"batches{_steady_text(info['steady'])}, final acc {acc['final_acc']:.4f}")
+
+
+def _steady_text(s: dict) -> str:
+    """'; steady 0.812 s/batch +- 3.1%, 100 batches est. 81.4 +- 2.5 s' (when measured)."""
+    if not s or s.get("interval_s") is None or s["interval_s"] != s["interval_s"]:
+        return ""
+    rel = s["interval_ci_s"] / s["interval_s"]
+    ci = "CI n/a" if rel != rel else f"+- {rel:.1%}"
+    return (f"; steady {s['interval_s']:.3f} s/batch {ci}, full budget est. {s['est_s']:.1f}"
+            + ("" if s["est_ci_s"] != s["est_ci_s"] else f" +- {s['est_ci_s']:.1f}") + " s")
 
 
 def timing_pass(run: Run, profiles: dict) -> None:
@@ -183,8 +218,12 @@ def timing_pass(run: Run, profiles: dict) -> None:
 
 
 def _run_cases(run: Run, cases: list[Case], launcher, check: dict | None, link_profile) -> None:
+    """Every case and repetition on one link; the order within a repetition is shuffled with
+    the scenario's seed, so drift (thermal, background load) does not favour one method."""
     for rep in range(run.scenario.repetitions):
-        for case in cases:
+        order = list(cases)
+        random.Random(run.scenario.training.seed * 1000 + rep).shuffle(order)
+        for case in order:
             case_dir = run.run_dir / f"{run.counter:03d}-{case.label}-r{rep}"
             run.counter += 1
             try:
@@ -196,9 +235,12 @@ def _run_cases(run: Run, cases: list[Case], launcher, check: dict | None, link_p
 
 def _linkcheck_line(c: dict) -> str:
     m, cfg = c["measured"], c["configured"]
+    loss = "".join(f", loss {d} {m[f'{d}_loss_pct']:.2f}/{cfg.get(f'{d}_loss_pct', 0):g}%"
+                   for d in ("up", "down") if f"{d}_loss_pct" in m)
     return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
             f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
-            f"{cfg['rtt_ms']:g} ms (measured/configured): {'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
+            f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
+            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
 
 
 def write_state(run_dir: Path, state: str, reason: str = "", **extra) -> None:

@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.workers.events import SEND, WAIT, EventLog
 from harness.workers.wire import Connection, WireError
 
+STOP_FILE = "STOP"          # the runner writes it into the case directory: train no further
 HANDSHAKE_TIMEOUT_S = 10.0
 PINGS = 8
 

@@ -19,8 +19,9 @@ from harness.train import methods as m
 from harness.train.batches import Augmenter, batches_per_epoch, build_model, train_batches
 from harness.train.data import ImageData, load_dataset
 from harness.train.methods import optim_config
-from harness.workers.common import (Link, Sender, clock_sync, connect, edge_handshake, fail,
-                                    join_cgroup, load_case, save_parts, warm_up)
+from harness.workers.common import (STOP_FILE, Link, Sender, clock_sync, connect,
+                                    edge_handshake, fail, join_cgroup, load_case, save_parts,
+                                    warm_up)
 from harness.workers.events import COMPUTE, EventLog
 from harness.workers.wire import Connection, WireError, encode_activation
 
@@ -36,6 +37,7 @@ class Edge:
         self.per_epoch = batches_per_epoch(case, len(data))
         self.prep = Augmenter(case, data.spec, self.per_epoch)
         self.optim = optim_config(case.training)
+        self.stopped = False
         spec, batch = data.spec, case.training.batch_size
         shape = (batch, spec.channels, spec.image_size, spec.image_size)
         if case.method == "hierarchical":
@@ -48,10 +50,24 @@ class Edge:
             warm_up(torch.nn.Linear(1, 1), (1, 1))
 
     def batches(self, epochs: int | None = None):
+        """The case's batches in the shared order; ends early once the runner asks (STOP)."""
         for item in train_batches(self.data, self.case):
             if epochs is not None and item[0] >= epochs * self.per_epoch:
                 return
+            if self.stop_requested(item[0]):
+                return
             yield item
+
+    def stop_requested(self, step: int) -> bool:
+        """The runner writes STOP into the case directory once the steady-state interval is
+        known well enough; the edge then sends no new batch and finishes normally."""
+        if self.stopped:
+            return True
+        if (self.case_dir / STOP_FILE).exists():
+            self.stopped = True
+            self.log.point("stopped", before_step=step,
+                           reason=(self.case_dir / STOP_FILE).read_text().strip()[:200])
+        return self.stopped
 
 
 def run_hierarchical(e: Edge, link: Link) -> None:
@@ -96,7 +112,7 @@ def run_cloud_only(e: Edge, link: Link) -> None:
         sender.put(step, {"x": images, "y": y, "i": idx}, {"step": step, "train": True},
                    raw_bytes=images.numel() * images.element_size())
         sent[idx] = True
-    if e.case.training.epochs > 1:
+    if e.case.training.epochs > 1 and not e.stopped:
         rest = (~sent).nonzero().flatten()
         for chunk in rest.split(CACHE_CHUNK):
             images = e.data.images[chunk]

@@ -1,0 +1,63 @@
+"""The tables a run prints: every runtime, gain and accuracy with its 95% CI.
+
+    python run_bench.py run scenarios/quick.yaml        # prints these at the end
+
+Per case x repetition, the CIs come from within the run: the full-budget runtime's from the
+steady interval's batch means (harness.analysis.steady), a gain's from both of its runtimes
+(delta method), an accuracy's from the test set's size (Wilson). Across repetitions (when a
+scenario has 3 or more), each figure is the median of the repetitions and its CI is Student's
+t over the repetitions' values, which also covers run-to-run spread.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.analysis.steady import mean_ci
+from harness.catalog import BASELINES
+
+CASE_KEYS = ["arch", "split", "codec", "link", "method"]
+FIGURES = {"est_full_wall_s": ("est_full_s", "est_full_wall_ci_s", "{:.1f}"),
+           "final_acc": ("final_acc", "final_acc_ci", "{:.3f}"),
+           "edge_exit_acc": ("edge_exit_acc", "edge_exit_acc_ci", "{:.3f}"),
+           **{f"gain_vs_{b}": (f"gain_vs_{b}", f"gain_vs_{b}_ci", "{:+.0%}") for b in BASELINES}}
+MIN_REPS_FOR_CI = 3
+
+
+def with_ci(value: float, ci: float, fmt: str) -> str:
+    """'81.4 ± 2.5' ('-' for a missing value, '± n/a' for a missing CI)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = fmt.format(value)
+    if ci is None or (isinstance(ci, float) and math.isnan(ci)):
+        return text + " ± n/a"
+    return text + " ± " + fmt.format(ci).lstrip("+")
+
+
+def per_case(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per case x repetition, figures as 'value ± CI' strings."""
+    out = summary[[c for c in CASE_KEYS + ["rep", "status", "steps", "wall_s"] if c in summary]].copy()
+    for col, (name, ci, fmt) in FIGURES.items():
+        if col in summary and summary[col].notna().any():
+            cis = summary[ci] if ci in summary else pd.Series(math.nan, index=summary.index)
+            out[name] = [with_ci(v, c, fmt) for v, c in zip(summary[col], cis)]
+    for col in ("pipeline_eff", "predicted_full_s", "predicted_full_err"):
+        if col in summary and summary[col].notna().any():
+            out[col] = summary[col]
+    return out
+
+
+def across_repetitions(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per case: median over repetitions, 95% CI over them (t), n repetitions."""
+    rows = []
+    ok = summary[summary["status"] == "ok"].assign(link=summary["link"].fillna("-"))
+    for key, group in ok.groupby(CASE_KEYS, sort=False, dropna=False):
+        row = dict(zip(CASE_KEYS, key), reps=len(group))
+        for col, (name, _, fmt) in FIGURES.items():
+            values = [v for v in group.get(col, pd.Series(dtype=float)) if v == v]
+            if values:
+                ci = mean_ci(values)[1] if len(values) >= MIN_REPS_FOR_CI else math.nan
+                row[name] = with_ci(float(pd.Series(values).median()), ci, fmt)
+        rows.append(row)
+    return pd.DataFrame(rows)

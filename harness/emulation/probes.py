@@ -1,0 +1,105 @@
+"""Measurement primitives inside a running emulated link: ping -U, iperf3 TCP and UDP.
+
+    sudo .venv/bin/python -m harness.emulation.linkcheck 3g      # runs these through calibrate
+
+Each starts its helpers in the link's hosts, outside their CPU cgroups (a probe must not be
+slowed by the share given to a worker), and kills them in `finally`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+
+from harness.errors import HarnessError
+
+IPERF_PORT = 5201
+PING_INTERVAL_S = 0.2
+MIN_RTT_PROBES = 10
+UDP_HEADERS_B = 8 + 20 + 14       # UDP + IPv4 + Ethernet: what HTB counts besides the payload
+
+
+def measure_rtt(link, count: int = MIN_RTT_PROBES) -> dict:
+    """ping -U from edge to cloud; median/min/max in ms and the number of replies."""
+    out = link.cmd("edge", f"ping -U -n -c {count} -i {PING_INTERVAL_S} -W 3 {link.cloud_ip}")
+    times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
+    if len(times) < min(MIN_RTT_PROBES, count):
+        raise HarnessError(f"linkcheck: only {len(times)} of {count} pings answered "
+                           f"edge -> cloud ({out.strip().splitlines()[-1] if out.strip() else 'no output'})")
+    # ping prints whole ms from 100 ms up; its summary line keeps microseconds (mean, mdev).
+    summary = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+    return {"rtt_ms": statistics.median(times), "rtt_min_ms": min(times),
+            "rtt_max_ms": max(times), "rtt_probes": len(times), "rtt_sent": count,
+            "rtt_mean_ms": float(summary.group(2)) if summary else None,
+            "rtt_mdev_ms": float(summary.group(4)) if summary else None}
+
+
+def _wait_listening(link, role: str, port: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if link.cmd(role, f"ss -Hltn 'sport = :{port}'").strip():
+            return
+        time.sleep(0.05)
+    raise HarnessError(f"linkcheck: iperf3 server in {role} not listening on port {port}")
+
+
+def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
+    """One iperf3 run in `direction` ('up': edge -> cloud); its JSON, as the receiver saw it.
+
+    The client runs on the receiving host with -R (the server sends), so its per-interval
+    reports are the receiver's: what arrived, not what was written into a socket buffer.
+    """
+    sender, receiver = ("edge", "cloud") if direction == "up" else ("cloud", "edge")
+    server = link.popen(sender, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], cgroup=False)
+    try:
+        _wait_listening(link, sender, IPERF_PORT)
+        target = link.edge_ip if sender == "edge" else link.cloud_ip
+        argv = ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-J", "-R", *extra]
+        client = link.popen(receiver, argv, cgroup=False, text=True)
+        try:
+            out, _ = client.communicate(timeout=timeout_s)
+        finally:
+            link.kill(client)
+    finally:
+        link.kill(server)
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        raise HarnessError(f"linkcheck: iperf3 {direction}: no JSON output") from None
+    if "error" in report:
+        raise HarnessError(f"linkcheck: iperf3 {direction}: {report['error']}")
+    return report
+
+
+def measure_goodput(link, direction: str, seconds: float, omit_s: int) -> dict:
+    """Receiver-side TCP goodput per direction after `omit_s` seconds of start-up.
+
+    `mbps` is the median of the one-second rates: BBR (this kernel's default) drops its
+    window to 4 packets for 200 ms plus a round trip every 10 s to re-measure the path's
+    minimum RTT (PROBE_RTT), a dip of the flow, not of the link, which on a 600 ms path takes
+    ~8% off a mean. The mean over the window is kept beside it (`mean_mbps`).
+    """
+    extra = ["-t", f"{seconds:g}", "-O", str(omit_s)]
+    if link.emulation.get("tcp_cc_set", "").startswith("per socket"):
+        extra += ["-C", link.emulation["tcp_cc"]]
+    report = _iperf3(link, direction, extra, seconds + omit_s + 30)
+    per_s = [iv["sum"]["bits_per_second"] / 1e6 for iv in report.get("intervals", [])
+             if not iv["sum"].get("omitted")]
+    mean = report["end"]["sum_received"]["bits_per_second"] / 1e6
+    return {"mbps": statistics.median(per_s) if per_s else mean, "mean_mbps": mean,
+            "interval_mbps": [round(v, 3) for v in per_s]}
+
+
+def measure_udp(link, direction: str, rate_mbps: float, packets: int, payload_b: int = 64) -> dict:
+    """Loss and jitter one way: `packets` UDP datagrams at `rate_mbps` (on the wire, below
+    the link's rate so the queue never drops); the receiver counts the lost ones and computes
+    the RFC 3550 interarrival jitter."""
+    pps = rate_mbps * 1e6 / 8 / (payload_b + UDP_HEADERS_B)
+    seconds = max(1.0, 1.5 * packets / pps)      # iperf3 paces small datagrams ~25% slow
+    extra = ["-u", "-l", str(payload_b), "-b", f"{rate_mbps * payload_b / (payload_b + UDP_HEADERS_B):.4f}M",
+             "-t", f"{seconds:.1f}"]
+    s = _iperf3(link, direction, extra, seconds + 30)["end"]["sum"]
+    return {"loss_pct": float(s["lost_percent"]), "lost": int(s["lost_packets"]),
+            "packets": int(s["packets"]), "jitter_ms": float(s["jitter_ms"]),
+            "pps": round(pps, 1), "seconds": round(seconds, 1)}

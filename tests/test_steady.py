@@ -1,0 +1,64 @@
+"""Steady-state runtime from batch completion times (pure: synthetic pipelines)."""
+import math
+import random
+
+import pytest
+
+from harness.analysis.steady import (batch_means, completion_times, mean_ci, ratio_ci,
+                                     steady_state, t95)
+
+
+def pipeline(n, fill, interval, jitter=0.0, seed=0):
+    """Completion times of a pipeline: the first batch at `fill`, then one per `interval`."""
+    rng = random.Random(seed)
+    return [fill + k * interval + rng.uniform(-jitter, jitter) for k in range(n)]
+
+
+def test_estimate_keeps_the_fill_once():
+    # Three equal stages of 1 s: batch k completes at 3 + k (DESIGN.md section 8's example).
+    s = steady_state(pipeline(12, fill=3.0, interval=1.0), start=0.0, n_full=100)
+    assert s["interval_s"] == pytest.approx(1.0)
+    assert s["fill_s"] == pytest.approx(3.0)
+    assert s["est_s"] == pytest.approx(3.0 + 99 * 1.0)        # 102 s, where 12 -> 100 linear
+    linear = 14.0 * 100 / 12                                   # what scaling the window gives
+    assert linear > 1.1 * s["est_s"]                        # 116.7 s: 14% too long
+
+
+def test_start_up_batches_are_set_aside():
+    # A slow TCP start: the first two intervals take 5 s, then 1 s each.
+    times = [5.0, 10.0, 15.0] + [15.0 + k for k in range(1, 20)]
+    s = steady_state(times, start=0.0, n_full=200)
+    assert s["interval_s"] == pytest.approx(1.0)
+    assert s["est_s"] == pytest.approx(15.0 + (200 - 3) * 1.0, rel=0.01)
+
+
+def test_ci_covers_the_true_interval_and_shrinks_with_batches():
+    covered = 0
+    for seed in range(200):
+        s = steady_state(pipeline(40, 2.0, 0.5, jitter=0.2, seed=seed), 0.0, 100)
+        covered += abs(s["interval_s"] - 0.5) <= s["interval_ci_s"]
+    assert covered >= 180                                      # nominal 95% of 200: 190
+    short = steady_state(pipeline(12, 2.0, 0.5, jitter=0.2), 0.0, 100)
+    long = steady_state(pipeline(60, 2.0, 0.5, jitter=0.2), 0.0, 100)
+    assert long["interval_ci_s"] < short["interval_ci_s"]
+    assert long["est_ci_s"] == pytest.approx((100 - 1 - (long["warmup_batches"] - 1)) * long["interval_ci_s"])
+
+
+def test_too_few_batches_give_no_ci():
+    s = steady_state([1.0, 2.0, 3.0, 4.0], 0.0, 10)
+    assert math.isnan(s["interval_ci_s"]) and s["interval_s"] == pytest.approx(1.0)
+    assert batch_means([1.0] * 5) == []
+
+
+def test_completion_is_the_last_compute_of_each_step():
+    spans = [(0, 1.0), (0, 1.5), (1, 2.0), (1, 2.7), (2, 3.1), (None, 9.0)]
+    assert completion_times(spans) == [1.5, 2.7, 3.1]
+
+
+def test_t_table_and_ratio_ci():
+    assert t95(1) == pytest.approx(12.706) and t95(4) == pytest.approx(2.776) and t95(100) == 1.96
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / math.sqrt(3))
+    # 10% on each of two independent quantities: ~14% on their ratio.
+    assert ratio_ci(10.0, 1.0, 20.0, 2.0) == pytest.approx(0.5 * math.hypot(0.1, 0.1))
+    assert math.isnan(ratio_ci(10.0, float("nan"), 20.0, 2.0))
