@@ -21,6 +21,10 @@ SPLIT_POINTS = {
     "resnet18": ("stem",) + tuple(f"layer{s}.{b}" for s in range(1, 5) for b in range(2)),
 }
 DEFAULT_SPLIT = {"vgg16": "conv4", "resnet18": "layer2.1"}
+# The compute step that completes a batch, per method: (role, phase or None). A batch is done
+# when this span ends; until then a later stage of it may still be running.
+FINAL_STAGE = {"hierarchical": ("cloud", None), "split": ("edge", "backward"),
+               "cloud": ("cloud", None), "edge": ("edge", None)}
 
 
 def split_points(arch: str) -> list[str]:

@@ -75,7 +75,8 @@ class MeasureConfig:
 
     timing_batches: when set, runtime is measured under emulation on at most this many batches
     per case, and stops earlier once at least `min_batches` have completed and the steady
-    per-batch interval is known to `ci_target` (95% CI, relative); the full-budget runtime is
+    per-batch interval is known to `ci_target` (95% CI, relative) or `max_seconds` have been
+    measured; the full-budget runtime is
     then estimated as fill + (N-1) x interval (harness.analysis.steady). Accuracy comes from
     an unshaped run of the full training budget (valid because the update sequence does not
     depend on the link; a test checks it). When None, every emulated case trains the full
@@ -84,6 +85,7 @@ class MeasureConfig:
     timing_batches: int | None = None
     min_batches: int = 10              # floor of a timing window, batches
     ci_target: float = 0.05            # stop once the interval's 95% CI is within this fraction
+    max_seconds: float = 60.0          # or once this much is measured (past the floor)
     calibrate_seconds: float = 3.0     # iperf3 seconds per direction measured, at least
 
 
@@ -210,6 +212,7 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
          "measure.timing_batches", "must be >= 2"),
         (s.measure.min_batches >= 2, "measure.min_batches", "must be >= 2"),
         (0 < s.measure.ci_target < 1, "measure.ci_target", "must be in (0, 1)"),
+        (s.measure.max_seconds > 0, "measure.max_seconds", "must be > 0"),
         (s.measure.calibrate_seconds > 0, "measure.calibrate_seconds", "must be > 0"),
     ]
     for ok, where, message in rules:

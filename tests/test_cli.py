@@ -55,3 +55,30 @@ def test_train_prints_a_table_for_every_method(tmp_path):
 def test_help_lists_commands():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "train" in proc.stdout and "splits" in proc.stdout
+
+
+def test_loopback_scenario_run_prints_cis_and_shares_end_to_end_accuracy(tmp_path):
+    """A whole scenario over loopback (no root): the accuracy pass trains hierarchical and one
+    end-to-end run side by side, the timing window runs, every figure is printed with ± CI."""
+    import json
+    import os
+    scenario = tmp_path / "loop.yaml"
+    scenario.write_text(json.dumps({
+        "name": "loop", "dataset": {"name": "fake"},
+        "model": {"arch": "vgg16", "width": 0.25, "split": "conv4"},
+        "training": {"batch_size": 8, "max_batches": 30},
+        "methods": ["hierarchical", "split", "edge"],
+        "measure": {"timing_batches": 16, "min_batches": 8, "max_seconds": 10}}))
+    env = {**os.environ, "HIERBENCH_RESULTS": str(tmp_path / "results")}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "run", str(scenario),
+                           "--loopback", "--no-plots"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy pass: 2 training(s)" in proc.stderr
+    assert "±" in proc.stdout and "gain_vs_split" in proc.stdout
+    run_dir = next((tmp_path / "results" / "loop").iterdir())
+    acc = {d.name.split("-")[-1]: json.loads((d / "accuracy.json").read_text())
+           for d in (run_dir / "accuracy").iterdir()}
+    assert acc["split"]["final_acc"] == acc["edge"]["final_acc"]
+    assert "trained once for split, cloud and edge" in acc["edge"]["acc_source"]
+    assert "trained once" not in acc["hierarchical"]["acc_source"]

@@ -147,3 +147,17 @@ def test_regression_only_when_the_whole_ci_is_below_the_floor(tmp_path):
     assert judge(s, [check], {"gain_vs_split@3g": 0.56})["verdict"].tolist() == ["REGRESSION"]
     s.loc[h, "gain_vs_split_ci"] = float("nan")             # no CI: the value alone decides
     assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["REGRESSION"]
+
+
+def test_compare_two_runs_reports_the_difference_and_overlap(tmp_path):
+    from harness.analysis.compare import compare_runs
+    a = build_summary(fake_run(tmp_path / "a", reps=1), "quick")
+    slower_split = {link: {**m, "split": m["split"] * 1.5} for link, m in WALLS.items()}
+    b = build_summary(fake_run(tmp_path / "b", walls=slower_split, reps=1), "quick")
+    for s in (a, b):
+        s["gain_vs_split_ci"] = 0.02
+    table = compare_runs(a, b).set_index(["link", "metric"])
+    row = table.loc[("3g", "gain_vs_split")]
+    assert row["run_a"] == pytest.approx(0.4) and row["run_b"] == pytest.approx(0.6)
+    assert row["diff_points"] == pytest.approx(20.0) and not row["cis_overlap"]
+    assert table.loc[("3g", "gain_vs_cloud"), "diff_points"] == pytest.approx(0.0)

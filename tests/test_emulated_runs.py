@@ -81,6 +81,32 @@ def test_hierarchical_and_split_complete_over_3g(tmp_path):
           f"split {totals['split']['wall_s']:.2f} s")
 
 
+def test_timing_window_stops_at_a_steady_interval_and_estimates_the_budget(tmp_path):
+    """Under emulation: the window ends each case between its floor and cap, the summary
+    carries the steady-state estimate and CIs, and the gains use them."""
+    path = scenario(tmp_path, **{"links": ["wifi"], "training.max_batches": None,
+                                 "dataset.subset": 3200,
+                                 "measure.timing_batches": 25, "measure.min_batches": 8,
+                                 "measure.max_seconds": 20})
+    proc = start_run(tmp_path, path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(tmp_path)
+    for case_dir in (d for d in run_dir.iterdir() if (d / "case_info.json").exists()):
+        info = json.loads((case_dir / "case_info.json").read_text())
+        assert 8 <= info["measured_steps"] <= 25 and info["full_steps"] == 100
+        steady = info["steady"]
+        assert steady["interval_s"] > 0 and steady["est_s"] > info["measured_steps"] * 0.5 * steady["interval_s"]
+        if info["stopped_early"]:
+            assert (case_dir / "STOP").read_text().startswith(("CI reached", "time budget"))
+    import pandas as pd
+    summary = pd.read_csv(run_dir / "summary.csv")
+    hier = summary[summary["method"] == "hierarchical"].iloc[0]
+    assert hier["runtime_source"].startswith("estimated: fill + (100-1)")
+    assert hier["est_full_wall_ci_s"] > 0 and hier["gain_vs_split_ci"] > 0
+    assert hier["gain_vs_split"] > 0
+
+
 def edge_compute_per_batch(run_dir):
     events = [json.loads(x) for d in run_dir.iterdir() if (d / "edge.jsonl").exists()
               for x in (d / "edge.jsonl").read_text().splitlines()]

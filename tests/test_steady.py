@@ -1,4 +1,5 @@
 """Steady-state runtime from batch completion times (pure: synthetic pipelines)."""
+import json
 import math
 import random
 
@@ -62,3 +63,37 @@ def test_t_table_and_ratio_ci():
     # 10% on each of two independent quantities: ~14% on their ratio.
     assert ratio_ci(10.0, 1.0, 20.0, 2.0) == pytest.approx(0.5 * math.hypot(0.1, 0.1))
     assert math.isnan(ratio_ci(10.0, float("nan"), 20.0, 2.0))
+
+
+def _event(role, step, t_start, t_end, **extra):
+    return json.dumps({"v": 1, "role": role, "event": "compute", "step": step,
+                       "t_start": t_start, "t_end": t_end, **extra}) + "\n"
+
+
+def test_window_stops_a_pipeline_once_the_interval_is_known(tmp_path):
+    """The edge runs ahead of the cloud: only the cloud's spans complete a hierarchical batch."""
+    from harness.run.window import Window
+    w = Window(tmp_path, "hierarchical", min_batches=10, ci_target=0.05, n_full=100)
+    edge, cloud = open(tmp_path / "edge.jsonl", "w"), open(tmp_path / "cloud.jsonl", "w")
+    stopped_at = None
+    for k in range(30):
+        edge.write(_event("edge", k + 3, 0.1 * k, 0.1 * k + 0.05))      # three batches ahead
+        cloud.write(_event("cloud", k, 2.0 + k, 2.0 + k + 0.01 * (k % 3)))
+        edge.flush(), cloud.flush()
+        if w.poll() and stopped_at is None:
+            stopped_at = k
+    assert stopped_at is not None and 9 <= stopped_at <= 12
+    assert "after 10 batches" in (tmp_path / "STOP").read_text()
+
+
+def test_window_keeps_going_while_the_interval_is_noisy(tmp_path):
+    from harness.run.window import Window
+    w = Window(tmp_path, "split", min_batches=10, ci_target=0.05, n_full=100)
+    rng = random.Random(0)
+    t = 0.0
+    with open(tmp_path / "edge.jsonl", "w") as edge:
+        for k in range(20):
+            t += rng.choice([0.5, 1.5])                                  # +-50% per batch
+            edge.write(_event("edge", k, t - 0.1, t - 0.05, phase="forward"))
+            edge.write(_event("edge", k, t - 0.02, t, phase="backward"))
+    assert not w.poll() and not (tmp_path / "STOP").exists()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.steady import mean_ci
+from harness.catalog import BASELINES
 from harness.errors import HarnessError
 
 METRICS = ("gain_vs_split", "gain_vs_cloud", "gain_vs_edge", "final_acc")
@@ -180,3 +181,24 @@ def github_benchmark_json(summary: pd.DataFrame, checks: list[Check]) -> list[di
         if not math.isnan(value):
             out.append({"name": check.key, "unit": "%", "value": round(value * 100, 3)})
     return out
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Hierarchical's gains in two runs side by side, per case (median over repetitions, with
+    the CI `measure_ci` gives): the difference in points and whether the two CIs overlap."""
+    rows = []
+    keys = ["arch", "split", "codec", "link"]
+    hier_a = a[(a["method"] == "hierarchical") & (a["status"] == "ok")]
+    for key, _ in hier_a.groupby(keys, dropna=False):
+        for metric in (f"gain_vs_{base}" for base in BASELINES):
+            arch, link = key[0], str(key[3])
+            va, ca, _ = measure_ci(a, metric, link, arch)
+            vb, cb, _ = measure_ci(b, metric, link, arch)
+            if math.isnan(va) or math.isnan(vb):
+                continue
+            overlap = (not math.isnan(ca) and not math.isnan(cb)
+                       and abs(va - vb) <= ca + cb)
+            rows.append({**dict(zip(keys, key)), "metric": metric, "run_a": va, "ci_a": ca,
+                         "run_b": vb, "ci_b": cb, "diff_points": 100 * (vb - va),
+                         "cis_overlap": overlap})
+    return pd.DataFrame(rows)

@@ -60,9 +60,10 @@ def batch_means(intervals: list[float]) -> list[float]:
 
 
 def completion_times(compute_spans) -> list[float]:
-    """When each step completed: the latest end of its compute spans (any role), step order.
+    """When each step completed, in step order: the latest end among the given spans.
 
-    `compute_spans`: (step, t_end) pairs of compute events; steps must count up from 0.
+    `compute_spans`: (step, t_end) pairs of the compute events of the method's final stage
+    (catalog.FINAL_STAGE); steps must count up from 0.
     """
     done: dict[int, float] = {}
     for step, t_end in compute_spans:

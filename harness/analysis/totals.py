@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.steady import completion_times, mean_ci, steady_state
+from harness.catalog import FINAL_STAGE
 from harness.workers.events import COMPUTE, RECV, SEND, WAIT
 
 
@@ -145,7 +146,16 @@ def totals(df: pd.DataFrame) -> dict:
     }
 
 
-def steady(df: pd.DataFrame, n_full: int, cached_steps: int = 0) -> dict:
+def final_stage(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The compute events that complete a batch for `method` (catalog.FINAL_STAGE)."""
+    role, phase = FINAL_STAGE[method]
+    rows = df[(df["event"] == COMPUTE) & (df["role"] == role)]
+    if phase is not None and "phase" in rows:
+        rows = rows[rows["phase"] == phase]
+    return rows
+
+
+def steady(df: pd.DataFrame, n_full: int, method: str, cached_steps: int = 0) -> dict:
     """Fill, steady interval (95% CI) and full-budget estimate of one case's events.
 
     `cached_steps`: steps of the full budget that train from the cloud's cache (cloud-only,
@@ -154,9 +164,10 @@ def steady(df: pd.DataFrame, n_full: int, cached_steps: int = 0) -> dict:
     """
     work = df[df["event"].isin([COMPUTE, SEND])]
     compute = df[df["event"] == COMPUTE]
-    if work.empty or compute.empty:
+    last = final_stage(df, method)
+    if work.empty or last.empty:
         return {}
-    done = completion_times(zip(compute["step"], compute["t_end"]))
+    done = completion_times(zip(last["step"], last["t_end"]))
     out = steady_state(done, float(work["t_start"].min()), n_full - cached_steps)
     if cached_steps:
         cloud = compute[compute["role"] == "cloud"]

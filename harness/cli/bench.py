@@ -134,6 +134,24 @@ def baseline(run_dir, output) -> None:
     click.echo(f"wrote {path} ({len(doc['values'])} values)")
 
 
+@click.command("compare")
+@click.argument("run_a", type=click.Path(file_okay=False, path_type=str))
+@click.argument("run_b", type=click.Path(file_okay=False, path_type=str))
+def compare_cmd(run_a, run_b) -> None:
+    """Two runs' gains side by side per case: difference and whether their CIs overlap."""
+    from harness.analysis.compare import compare_runs
+    table = compare_runs(_summary(run_a)[0], _summary(run_b)[0])
+    if table.empty:
+        raise HarnessError("the two runs have no hierarchical gains in common")
+    pct = {c: table[c].map(lambda v: f"{100 * v:+.1f}%" if v == v else "-")
+           for c in ("run_a", "run_b")}
+    ci = {c: table[c].map(lambda v: f"±{100 * v:.1f}" if v == v else "n/a")
+          for c in ("ci_a", "ci_b")}
+    click.echo(table.assign(**pct, **ci).to_string(index=False, float_format=lambda v: f"{v:+.1f}"))
+    click.echo(f"largest difference {table['diff_points'].abs().max():.1f} points; CIs overlap "
+               f"in {int(table['cis_overlap'].sum())} of {len(table)}")
+
+
 def _scenario_checks(run_dir: Path) -> list[str]:
     import yaml
     try:
@@ -166,4 +184,4 @@ def _print_summary(run_dir: Path) -> None:
                f"{run_dir}; plots in {run_dir / 'plots'}")
 
 
-COMMANDS = (run, list_cmd, plot, check, baseline)
+COMMANDS = (run, list_cmd, plot, check, baseline, compare_cmd)

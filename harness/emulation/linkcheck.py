@@ -28,13 +28,13 @@ from pathlib import Path
 
 from harness.config import Tolerances
 from harness.emulation.delayd import Delayer
-from harness.emulation.links import WIRE_EFFICIENCY
+from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY
 from harness.emulation.probes import MIN_RTT_PROBES, measure_goodput, measure_rtt, measure_udp
 from harness.errors import HarnessError
 
-INITIAL_WINDOW_B = 10 * 1448      # Linux's initial congestion window
 STARTUP_EXTRA_RTTS = 4            # BBR start-up's drain and first probe after the window is full
 MEASURE_RTTS = 20                 # the measured part spans at least this many round trips
+MIN_MEASURE_S = 3                 # and at least three one-second rates for their median
 UDP_SHARE = 0.5                   # UDP probe rate / link rate: below it, no queue drops
 LOSS_CI_PCT = 0.2                 # binomial 95% CI half-width aimed at, percentage points
 MIN_UDP_PACKETS = 1000
@@ -45,7 +45,7 @@ def goodput_plan(rate_mbps: float, rtt_ms: float, seconds: float) -> tuple[int, 
     rtt = rtt_ms / 1e3
     bdp = rate_mbps * 1e6 / 8 * rtt
     rtts = math.log2(max(bdp / INITIAL_WINDOW_B, 1.0)) + STARTUP_EXTRA_RTTS
-    return 1 + math.ceil(rtts * rtt), max(seconds, MEASURE_RTTS * rtt)
+    return 1 + math.ceil(rtts * rtt), max(seconds, MEASURE_RTTS * rtt, MIN_MEASURE_S)
 
 
 def udp_packets(loss_pct: float) -> int:

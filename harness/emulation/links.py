@@ -24,11 +24,13 @@ from harness.paths import TOPOLOGIES
 # TCP payload per Ethernet frame that HTB counts (MSS 1448 with timestamps, 1514 on the wire):
 # goodput over a shaped link is this fraction of its configured rate.
 WIRE_EFFICIENCY = 1448 / 1514
+MSS_B = 1448                      # TCP payload per segment (MSS with timestamps)
+INITIAL_WINDOW_B = 10 * MSS_B     # Linux's initial congestion window: 10 segments
 MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the rate silently
 NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
            "queue_packets")
-OPTIONAL = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down
-KEYS = ("name",) + NUMBERS + tuple(OPTIONAL) + ("source",)
+OPTIONAL_KEYS = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down
+KEYS = ("name",) + NUMBERS + tuple(OPTIONAL_KEYS) + ("source",)
 
 
 @dataclass(frozen=True)
@@ -86,14 +88,14 @@ def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
         if key not in KEYS:
             raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(KEYS)})")
     for key in KEYS:
-        if key not in raw and key not in OPTIONAL:
+        if key not in raw and key not in OPTIONAL_KEYS:
             raise HarnessError(f"{where}: {key}: missing")
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise HarnessError(f"{where}: name: expected a non-empty string")
     if not isinstance(raw["source"], dict):
         raise HarnessError(f"{where}: source: expected a mapping of field -> where the number comes from")
-    values = {key: check_type(f"{where}: {key}", raw.get(key, OPTIONAL.get(key)), "float")
-              for key in (*NUMBERS, *OPTIONAL)}
+    values = {key: check_type(f"{where}: {key}", raw.get(key, OPTIONAL_KEYS.get(key)), "float")
+              for key in (*NUMBERS, *OPTIONAL_KEYS)}
     _check_ranges(values, where)
     values["queue_packets"] = int(values["queue_packets"])
     return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values)

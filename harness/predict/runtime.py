@@ -36,13 +36,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.emulation.links import WIRE_EFFICIENCY
+from harness.emulation.links import INITIAL_WINDOW_B, MSS_B, WIRE_EFFICIENCY
 
 FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
 LABEL_B = 8                       # int64 label per sample
 CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
-MSS_B = 1448                      # TCP payload per segment (MSS with timestamps)
-INITIAL_WINDOW_B = 10 * MSS_B     # Linux initial congestion window: 10 segments
 
 
 @dataclass(frozen=True)

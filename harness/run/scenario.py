@@ -19,11 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from harness.analysis.summary import build_summary, wilson_half_width_one
+from harness.analysis.summary import build_summary
 from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case
+from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.progress import Progress
 from harness.run.rundir import new_run_dir
@@ -81,50 +82,6 @@ def timed_case(case: Case, scenario: Scenario) -> Case:
     return dataclasses.replace(case, training=training)
 
 
-def accuracy_pass(scenario: Scenario, run_dir: Path, train, test, progress: Progress) -> dict:
-    """Final/edge-exit accuracy per model, split, codec and method, unshaped.
-
-    fp32 cases whose workers use one thread count train in this process with that count:
-    floating-point reduction order depends on threads, so only then are the updates the
-    workers' own (the two-process run makes the same updates, a tested fact). Other codecs, or
-    edge and cloud thread counts that differ, run as two processes over loopback.
-    """
-    import torch
-
-    from harness.train.reference import run_local
-    results = {}
-    for case in scenario.cases():
-        key = (case.model.arch, case.model.split, case.codec, case.method)
-        if key in results:
-            continue
-        acc_case = dataclasses.replace(case, link=None)
-        case_dir = run_dir / "accuracy" / f"{len(results):02d}-{acc_case.label}"
-        steps = full_steps(case, len(train))
-        poll = progress.start(f"accuracy {acc_case.label}", steps, case_dir, case.method)
-        threads = {case.compute.edge_threads, case.compute.cloud_threads}
-        if case.codec == "fp32" and len(threads) == 1:
-            case_dir.mkdir(parents=True)
-            (case_dir / "case.json").write_text(json.dumps(acc_case.to_dict(), indent=2) + "\n")
-            torch.set_num_threads(threads.pop())
-            bar = progress.bar
-            result, _ = run_local(acc_case, train, test, on_step=bar.update if bar else None)
-            acc = {"final_acc": result.final_acc, "edge_exit_acc": result.edge_exit_acc}
-            how = (f"one-process run at the workers' {case.compute.edge_threads} thread(s) "
-                   f"(same updates as two processes)")
-        else:
-            run_case(acc_case, case_dir, LocalLauncher(), on_poll=poll)
-            acc = evaluate_case(acc_case, case_dir, train, test)
-            how = "two processes over loopback"
-        acc["test_samples"] = len(test)
-        acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
-                             f"{len(test)} test samples")
-        (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
-        results[key] = acc
-        progress.finish(f"accuracy {acc_case.label}: final {acc['final_acc']:.4f} "
-                        f"± {wilson_half_width_one(acc['final_acc'], len(test)):.4f}")
-    return results
-
-
 @dataclasses.dataclass
 class Run:
     """What every phase of one scenario run shares."""
@@ -146,7 +103,9 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
     window = None
     if scenario.measure.timing_batches is not None:
-        window = Window(case_dir, scenario.measure.min_batches, scenario.measure.ci_target, n_full)
+        m = scenario.measure
+        window = Window(case_dir, case.method, m.min_batches, m.ci_target, n_full,
+                        m.max_seconds)
 
     def poll():
         show()
@@ -161,7 +120,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped)}
     cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
-    info["steady"] = steady(load_events(case_dir), n_full, cached)
+    info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
     if link_profile is not None:
         from harness.predict.splits import predict_case
         per_epoch = batches_per_epoch(case, len(train))
@@ -268,7 +227,7 @@ def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
     try:
         run = Run(scenario, run_dir, opts, train, test, Progress(opts, total + n_accuracy))
         if scenario.measure.timing_batches is not None:
-            run.accuracy = accuracy_pass(scenario, run_dir, train, test, run.progress)
+            run.accuracy = accuracy_pass(scenario.cases(), run_dir, train, test, run.progress)
         timing_pass(run, profiles)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else (
