@@ -173,9 +173,11 @@ def _print_summary(run_dir: Path) -> None:
     if reps >= MIN_REPS_FOR_CI:
         click.echo(f"\nacross {reps} repetitions (median ± 95% CI of the repetitions, Student's t):")
         click.echo(across_repetitions(summary).to_string(**fmt))
-    sources = summary["runtime_source"].dropna().unique().tolist()
+    # One line per kind of source: "from 12 measured batches" and the like folded together.
+    sources = summary["runtime_source"].dropna().str.replace(
+        r"from \d+ measured", "from M measured", regex=True).unique().tolist()
     acc_sources = summary["acc_source"].dropna().unique().tolist()
-    click.echo(f"runtime: {'; '.join(sources)}")
+    click.echo(f"runtime: {'; '.join(sources)} (M per case: the 'steps' column)")
     click.echo(f"accuracy: {'; '.join(acc_sources)}")
     click.echo("± is a 95% CI: runtime from the steady interval's batch means, gain from both "
                "runtimes (delta method), accuracy from the test-set size (Wilson)")
