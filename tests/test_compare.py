@@ -161,3 +161,16 @@ def test_compare_two_runs_reports_the_difference_and_overlap(tmp_path):
     assert row["run_a"] == pytest.approx(0.4) and row["run_b"] == pytest.approx(0.6)
     assert row["diff_points"] == pytest.approx(20.0) and not row["cis_overlap"]
     assert table.loc[("3g", "gain_vs_cloud"), "diff_points"] == pytest.approx(0.0)
+
+
+def test_repeated_single_measurement_keeps_its_own_ci(tmp_path):
+    """Accuracy comes from one accuracy pass: three identical repetitions are not a CI of 0."""
+    from harness.analysis.compare import measure_ci
+    s = build_summary(fake_run(tmp_path, reps=3), "quick")
+    s["final_acc_ci"] = 0.02
+    value, ci, reps = measure_ci(s, "final_acc", "3g", None)
+    assert (value, ci, reps) == (0.8, 0.02, 3)
+    h = s.index[(s["method"] == "hierarchical") & (s["link"] == "3g")]
+    s.loc[h, "gain_vs_split"] = [0.38, 0.40, 0.42]                  # repetitions that differ
+    value, ci, _ = measure_ci(s, "gain_vs_split", "3g", None)
+    assert value == pytest.approx(0.40) and ci == pytest.approx(4.303 * 0.02 / 3 ** 0.5)

@@ -81,7 +81,9 @@ def measure_ci(summary: pd.DataFrame, metric: str, link: str,
     if rows.empty:
         return float("nan"), float("nan"), 0
     values = rows[metric].astype(float)
-    if len(values) >= MIN_BASELINE_REPS:
+    # Repetitions that did not measure anew (accuracy comes from one accuracy pass) carry no
+    # spread of their own: the run's own CI applies then.
+    if len(values) >= MIN_BASELINE_REPS and values.nunique() > 1:
         return float(values.median()), mean_ci(list(values))[1], len(values)
     cis = rows[f"{metric}_ci"].astype(float) if f"{metric}_ci" in rows else pd.Series([math.nan])
     return float(values.median()), float(cis.max()), len(values)

@@ -109,7 +109,7 @@ def ci_of(group: pd.DataFrame, col: str, ci_col: str) -> float:
     """95% CI half-width of a group's median: over repetitions (t) when there are 3 or more,
     else the run's own CI for that figure (the widest of the group's)."""
     values = group[col].dropna()
-    if len(values) >= 3:
+    if len(values) >= 3 and values.nunique() > 1:
         return mean_ci(list(values))[1]
     return float(group[ci_col].max()) if ci_col in group and group[ci_col].notna().any() else np.nan
 

@@ -54,10 +54,12 @@ def across_repetitions(summary: pd.DataFrame) -> pd.DataFrame:
     ok = summary[summary["status"] == "ok"].assign(link=summary["link"].fillna("-"))
     for key, group in ok.groupby(CASE_KEYS, sort=False, dropna=False):
         row = dict(zip(CASE_KEYS, key), reps=len(group))
-        for col, (name, _, fmt) in FIGURES.items():
+        for col, (name, ci_col, fmt) in FIGURES.items():
             values = [v for v in group.get(col, pd.Series(dtype=float)) if v == v]
             if values:
                 ci = mean_ci(values)[1] if len(values) >= MIN_REPS_FOR_CI else math.nan
+                if len(set(values)) == 1 and ci_col in group:      # measured once, repeated
+                    ci = float(group[ci_col].max())
                 row[name] = with_ci(float(pd.Series(values).median()), ci, fmt)
         rows.append(row)
     return pd.DataFrame(rows)
