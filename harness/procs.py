@@ -57,7 +57,23 @@ class StdoutReader(threading.Thread):
             with contextlib.suppress(OSError, ValueError):
                 err = self.proc.stderr.read()
                 err = (err.decode(errors="replace") if isinstance(err, bytes) else err).strip()
-        return f"status {code}" + (f": {err.splitlines()[-1]}" if err else "")
+        return exit_text(code) + (f": {tail(err, 1)}" if err else "")
+
+
+def exit_text(code: int | None) -> str:
+    """'exit 1', 'killed by SIGKILL' (Popen's negative codes), or 'still running'."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
+def tail(text: str, lines: int = 3, width: int = 300) -> str:
+    """The last non-empty lines of a process's output, joined on one line, at most `width`."""
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)[-width:]
 
 
 def wait_ready(proc: subprocess.Popen, timeout_s: float, name: str = "cloud") -> str:

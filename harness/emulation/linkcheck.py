@@ -98,26 +98,28 @@ def judge(profile, measured: dict, tol: Tolerances) -> dict:
 
 
 def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: float = 3) -> dict:
-    """Measure RTT, goodput, loss and jitter both ways inside the topology; compare."""
+    """Measure RTT, goodput, loss and jitter both ways inside the topology; compare.
+
+    A check that fails is measured once more (its direction, or the RTT) and judged on the
+    second measurement: one disturbance on the host (a daemon waking up, a page-cache flush)
+    must not stop a sweep, while a link that is really off fails twice. Both attempts are
+    recorded (`first_attempt`) and the result says it was re-measured.
+    """
     tol = tolerances or Tolerances()
-    worst_loss = max(profile.loss_pct, profile.down_loss_pct)
-    probes = max(MIN_RTT_PROBES, math.ceil(MIN_RTT_PROBES / (1 - worst_loss / 100) ** 2)) + 2
-    measured = measure_rtt(link, probes)  # on the idle link, before any bulk transfer
-    plans = {}
-    directions = {"up": (profile.up_mbps, profile.up_delay_ms, profile.jitter_ms, profile.loss_pct),
-                  "down": (profile.down_mbps, profile.down_delay_ms, profile.down_jitter_ms,
-                           profile.down_loss_pct)}
-    for d, (rate, delay, jitter, loss) in directions.items():
-        omit, duration = goodput_plan(rate, profile.rtt_ms, seconds)
-        plans[d] = {"omit_s": omit, "seconds": duration}
-        tcp = measure_goodput(link, d, duration, omit)
-        measured[f"{d}_mbps"], measured[f"{d}_mean_mbps"] = tcp["mbps"], tcp["mean_mbps"]
-        measured[f"{d}_interval_mbps"] = tcp["interval_mbps"]
-        udp = measure_udp(link, d, UDP_SHARE * rate, udp_packets(loss))
-        measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
-        measured[f"{d}_udp"] = udp
-        measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(delay, jitter, udp["pps"])
+    measured, plans = _measure_rtt(link, profile), {}
+    for d in ("up", "down"):
+        plans[d] = _measure_direction(link, profile, d, seconds, measured)
     checks = judge(profile, measured, tol)
+    first = None
+    failed = sorted({name.split("_")[0] for name, c in checks.items() if not c["ok"]})
+    if failed:
+        first = {"measured": dict(measured), "checks": checks, "remeasured": failed}
+        for part in failed:
+            if part == "rtt":
+                measured.update(_measure_rtt(link, profile))
+            else:
+                _measure_direction(link, profile, part, seconds, measured)
+        checks = judge(profile, measured, tol)
     return {
         "profile": profile.name, "seconds": seconds, "plans": plans,
         "configured": {"up_mbps": profile.up_mbps, "down_mbps": profile.down_mbps,
@@ -127,7 +129,31 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
         "expected_goodput_ratio": WIRE_EFFICIENCY,
         "measured": measured, "checks": checks, "tolerances": dataclasses.asdict(tol),
         "emulation": dict(link.emulation), "ok": all(c["ok"] for c in checks.values()),
+        "attempts": 1 if first is None else 2, "first_attempt": first,
     }
+
+
+def _measure_rtt(link, profile) -> dict:
+    """RTT probes on the idle link, more of them when loss would eat some."""
+    worst_loss = max(profile.loss_pct, profile.down_loss_pct)
+    probes = max(MIN_RTT_PROBES, math.ceil(MIN_RTT_PROBES / (1 - worst_loss / 100) ** 2)) + 2
+    return measure_rtt(link, probes)
+
+
+def _measure_direction(link, profile, d: str, seconds: float, measured: dict) -> dict:
+    """Goodput (TCP), loss and jitter (UDP) one way into `measured`; returns the TCP plan."""
+    rate = getattr(profile, f"{d}_mbps")
+    delay, jitter, loss = ((profile.up_delay_ms, profile.jitter_ms, profile.loss_pct) if d == "up"
+                           else (profile.down_delay_ms, profile.down_jitter_ms, profile.down_loss_pct))
+    omit, duration = goodput_plan(rate, profile.rtt_ms, seconds)
+    tcp = measure_goodput(link, d, duration, omit)
+    measured[f"{d}_mbps"], measured[f"{d}_mean_mbps"] = tcp["mbps"], tcp["mean_mbps"]
+    measured[f"{d}_interval_mbps"] = tcp["interval_mbps"]
+    udp = measure_udp(link, d, UDP_SHARE * rate, udp_packets(loss))
+    measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
+    measured[f"{d}_udp"] = udp
+    measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(delay, jitter, udp["pps"])
+    return {"omit_s": omit, "seconds": duration}
 
 
 def write_linkcheck(run_dir: str | Path, result: dict) -> Path:
@@ -142,7 +168,8 @@ def require_ok(result: dict) -> None:
     bad = [f"{name} {c['measured']:.3g} (want {c['rule']})"
            for name, c in result["checks"].items() if not c["ok"]]
     if bad:
-        raise HarnessError(f"link '{result['profile']}' out of tolerance: " + "; ".join(bad))
+        again = " (measured twice)" if result.get("attempts", 1) > 1 else ""
+        raise HarnessError(f"link '{result['profile']}' out of tolerance{again}: " + "; ".join(bad))
 
 
 def format_table(results: list[dict]) -> str:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
 import time
 
 from harness.errors import HarnessError
+from harness.procs import exit_text
 
 IPERF_PORT = 5201
 PING_INTERVAL_S = 0.2
 MIN_RTT_PROBES = 10
+WATCH_S = 0.2                    # how often a running probe checks its helpers
 UDP_HEADERS_B = 8 + 20 + 14       # UDP + IPv4 + Ethernet: what HTB counts besides the payload
 
 
@@ -49,6 +52,8 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
 
     The client runs on the receiving host with -R (the server sends), so its per-interval
     reports are the receiver's: what arrived, not what was written into a socket buffer.
+    Both iperf3 processes and the link's helpers are watched while it runs: a death fails the
+    calibration within a poll, naming the process, instead of waiting for `timeout_s`.
     """
     sender, receiver = ("edge", "cloud") if direction == "up" else ("cloud", "edge")
     server = link.popen(sender, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], cgroup=False)
@@ -58,18 +63,40 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
         argv = ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-J", "-R", *extra]
         client = link.popen(receiver, argv, cgroup=False, text=True)
         try:
-            out, _ = client.communicate(timeout=timeout_s)
+            out = _supervised_output(link, client, server, sender, timeout_s)
         finally:
             link.kill(client)
     finally:
         link.kill(server)
+    if client.returncode not in (0, 1):          # iperf3 exits 1 with a JSON "error" of its own
+        raise HarnessError(f"linkcheck: iperf3 client in {receiver} died: "
+                           f"{exit_text(client.returncode)}")
     try:
         report = json.loads(out)
     except json.JSONDecodeError:
-        raise HarnessError(f"linkcheck: iperf3 {direction}: no JSON output") from None
+        raise HarnessError(f"linkcheck: iperf3 {direction}: no JSON output "
+                           f"(client {exit_text(client.returncode)})") from None
     if "error" in report:
         raise HarnessError(f"linkcheck: iperf3 {direction}: {report['error']}")
     return report
+
+
+def _supervised_output(link, client, server, sender: str, timeout_s: float) -> str:
+    """The client's stdout once it exits; HarnessError as soon as the server or a helper dies."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            out, _ = client.communicate(timeout=WATCH_S)
+            return out
+        except subprocess.TimeoutExpired:
+            pass
+        code = server.poll()
+        if code not in (None, 0):
+            raise HarnessError(f"linkcheck: iperf3 server in {sender}, pid {server.pid}, died: "
+                               f"{exit_text(code)}")
+        link.check_alive()
+        if time.monotonic() > deadline:
+            raise HarnessError(f"linkcheck: iperf3 did not finish within {timeout_s:.0f} s")
 
 
 def measure_goodput(link, direction: str, seconds: float, omit_s: int) -> dict:

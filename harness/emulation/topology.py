@@ -26,7 +26,7 @@ from harness.emulation.netclean import MARKER_ENV, RULE_TAG, clean, leftovers, r
 from harness.emulation.plan import CFS_PERIOD_US, cfs_cores, offloads, plan, tc_rate_mbps
 from harness.errors import HarnessError
 from harness.paths import REPO
-from harness.procs import StdoutReader, kill_groups
+from harness.procs import StdoutReader, exit_text, kill_groups, tail
 
 IPS = {"edge": "10.0.0.1", "cloud": "10.0.0.2"}
 QUEUE_NUM = {"edge": 11, "cloud": 12}   # NFQUEUE numbers (one per receiving host)
@@ -85,6 +85,29 @@ class EmulatedLink:
         """Stop one process group started by popen() and forget it."""
         kill_groups([proc])
         self.procs = [(r, p) for r, p in self.procs if p is not proc]
+
+    def check_alive(self) -> None:
+        """HarnessError naming the first delay daemon or host shell that has died.
+
+        A dead delay daemon leaves its NFQUEUE rule without a reader, so the kernel drops
+        every packet on that direction and the workers would only notice at their idle
+        timeout; polling this every few tens of ms turns that into an immediate failure.
+        """
+        for role, proc in self.daemons:
+            code = proc.poll()
+            if code is not None:
+                err = ""
+                if proc.stderr is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        err = tail(proc.stderr.read() or "")
+                raise HarnessError(f"delay daemon (harness.emulation.delayd) in {role}, pid "
+                                   f"{proc.pid}, died: {exit_text(code)}"
+                                   + (f"; stderr: {err}" if err else ""))
+        for host in (self.net.hosts if self.net is not None else []):
+            shell = getattr(host, "shell", None)
+            if shell is not None and shell.poll() is not None:
+                raise HarnessError(f"Mininet shell of host {host.name}, pid {shell.pid}, died: "
+                                   f"{exit_text(shell.poll())}")
 
     def cmd(self, role: str, line: str) -> str:
         """Run a short shell line in the host and return its output."""

@@ -18,7 +18,7 @@ import torch
 from harness.analysis.totals import load_events, totals
 from harness.config import Case
 from harness.errors import HarnessError
-from harness.procs import StdoutReader
+from harness.procs import StdoutReader, exit_text, tail
 from harness.run.launchers import LocalLauncher
 from harness.train import methods as m
 from harness.train.batches import build_model, eval_batches
@@ -27,15 +27,24 @@ from harness.train.data import ImageData
 WORKER_READY_TIMEOUT_S = 60.0
 
 
+POLL_S = 0.05
+SETTLE_S = 0.3          # after a first death, how long the others get to show theirs
+
+
 def last_error(log_path: Path) -> str:
+    """The worker's `error:` line (or its last lines) from its stderr log."""
     lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
     errors = [ln for ln in lines if ln.startswith("error:")]
-    return (errors or lines or ["(no output)"])[-1]
+    return errors[-1] if errors else (tail("\n".join(lines)) or "(no output)")
 
 
 def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float,
-                 on_poll=None) -> None:
-    """Wait for every worker; the first non-zero exit fails the case (and stops the others)."""
+                 on_poll=None, watch=None) -> None:
+    """Wait for every worker; the first failure fails the case (and the caller stops the rest).
+
+    `watch()` is called every POLL_S and raises HarnessError when a helper the case depends on
+    (a delay daemon, a Mininet shell) has died, so no failure waits for a worker's idle timeout.
+    """
     deadline = time.monotonic() + timeout_s
     pending = dict(procs)
     last_poll = 0.0
@@ -43,17 +52,31 @@ def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: 
         if on_poll is not None and time.monotonic() - last_poll > 0.5:
             on_poll()
             last_poll = time.monotonic()
+        if watch is not None:
+            watch()
         for role, proc in list(pending.items()):
             code = proc.poll()
             if code is None:
                 continue
             del pending[role]
             if code != 0:
-                raise HarnessError(f"{role} worker failed (exit {code}): "
-                                   f"{last_error(case_dir / f'{role}.log')}")
+                raise HarnessError(_worker_failure(procs, case_dir, watch))
         if time.monotonic() > deadline:
             raise HarnessError(f"workers still running after {timeout_s:.0f} s: {', '.join(pending)}")
-        time.sleep(0.05)
+        time.sleep(POLL_S)
+
+
+def _worker_failure(procs: dict[str, subprocess.Popen], case_dir: Path, watch) -> str:
+    """Name the worker that died first: one killed by a signal (or a dead helper) is the
+    cause; a peer that exits 1 on the broken connection right after it is the consequence."""
+    time.sleep(SETTLE_S)
+    if watch is not None:
+        watch()                                  # a dead delay daemon is the cause, say so
+    failed = [(role, p.poll()) for role, p in procs.items() if p.poll() not in (None, 0)]
+    failed.sort(key=lambda rc: rc[1] >= 0)       # signals first
+    parts = [f"{role} worker failed ({exit_text(code)}): {last_error(case_dir / f'{role}.log')}"
+             for role, code in failed]
+    return "; then ".join(parts)
 
 
 def write_status(case_dir: Path, status: str, reason: str = "") -> None:
@@ -84,7 +107,7 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
             edge_args += ["--connect", launcher.cloud_connect(ready)]
         if "edge" not in procs:
             start("edge", edge_args)
-        wait_workers(procs, case_dir, timeout_s, on_poll)
+        wait_workers(procs, case_dir, timeout_s, on_poll, getattr(launcher, "watch", None))
         for reader in readers.values():
             if reader.error:
                 raise HarnessError(reader.error)

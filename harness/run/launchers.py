@@ -10,6 +10,7 @@ their clocks are one (HIERBENCH_CLOCK=shared).
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -52,20 +53,32 @@ class LocalLauncher:
 
     known_address = None          # port 0: the edge must wait for the cloud's READY
     join = None                   # no cgroups
+    watch = None                  # no helpers beside the workers
     describe = "loopback TCP on this machine, no link shaping, no CPU shares"
+
+
+def new_secret() -> str:
+    """A fresh shared secret for one launcher's workers (256 bits, hex)."""
+    return secrets.token_hex(32)
 
 
 @dataclass
 class MininetLauncher:
-    """Workers inside the hosts of a running `emulation.topology.emulated_link` (CPU cgroups)."""
+    """Workers inside the hosts of a running `emulation.topology.emulated_link` (CPU cgroups).
+
+    The cloud listens on the Mininet host's address, not loopback, so the workers authenticate
+    each other: the launcher makes one secret per link and hands it to both through the
+    environment (HIERBENCH_SECRET), never on a command line other users could read in `ps`.
+    """
     link: object
     python: str = sys.executable
+    secret: str = field(default_factory=new_secret)
 
     def start(self, role: str, args: list[str], log_path: Path) -> subprocess.Popen:
         # Started outside the host's CPU cgroup (imports at full speed); the worker joins it
         # itself right before training (harness.workers.common.join_cgroup) and logs that.
         env = {**os.environ, "PYTHONPATH": str(REPO), "HIERBENCH_CGROUP": role,
-               "HIERBENCH_CLOCK": "shared"}
+               "HIERBENCH_CLOCK": "shared", "HIERBENCH_SECRET": self.secret}
         with open(log_path, "ab") as log:
             return self.link.popen(role, _worker_argv(self.python, role, args),
                                    cgroup=False, stdout=subprocess.PIPE, stderr=log,
@@ -79,6 +92,10 @@ class MininetLauncher:
 
     def kill(self, proc: subprocess.Popen) -> None:
         self.link.kill(proc)
+
+    def watch(self) -> None:
+        """Fail the case at once when a delay daemon or host shell of the link died."""
+        self.link.check_alive()
 
     @staticmethod
     def join(role: str, pid: int) -> None:
