@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,30 @@ import yaml
 from harness.catalog import ARCHS, CODECS, DATASETS, METHODS, OPTIMIZERS, split_points
 from harness.errors import HarnessError
 from harness.fields import check_type, section, str_list
+
+
+# Names that become a path component (scenario, profile, case label): what METRIC@LINK takes.
+NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
+MAX_NAME_CHARS = 64
+
+
+def check_name(value: Any, where: str) -> str:
+    """A name that becomes one path component: no '/', no '..', no leading '.', no NUL."""
+    if not isinstance(value, str) or not value:
+        raise HarnessError(f"{where}: expected a non-empty name, got {value!r}")
+    shown, bad = repr(value if len(value) <= 40 else value[:40] + "..."), set(value) - NAME_CHARS
+    problem = (f"longer than {MAX_NAME_CHARS} characters" if len(value) > MAX_NAME_CHARS else
+               f"only letters, digits, '-', '_' and '.' allowed (not {''.join(sorted(bad))!r})"
+               if bad else "must not start with '.' or contain '..'"
+               if value.startswith(".") or ".." in value else None)
+    if problem:
+        raise HarnessError(f"{where}: {shown}: {problem}")
+    return value
+
+
+def link_is_path(entry: str) -> bool:
+    """A `links` entry naming a profile file (`/some/dir/sat.yaml`) rather than a profile."""
+    return entry.endswith((".yaml", ".yml")) or "/" in entry
 
 
 @dataclass(frozen=True)
@@ -156,9 +181,7 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
             raise HarnessError(f"{source}: {key}: unknown key (known: {', '.join(sorted(TOP_KEYS))})")
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         raise HarnessError(f"{source}: name: required, a non-empty string")
-    name = raw["name"]
-    if not all(c.isalnum() or c in "-_." for c in name):
-        raise HarnessError(f"{source}: name: only letters, digits, '-', '_' and '.' allowed")
+    name = check_name(raw["name"], f"{source}: name")
     sections = {key: section(cls, raw.get(key), key, REMOVED_KEYS) for key, cls in SECTIONS.items()}
     model_raw = dict(raw.get("model") or {})
     if not isinstance(raw.get("model", {}), (dict, type(None))):
@@ -176,13 +199,22 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     scenario = Scenario(
         name=name, description=str(raw.get("description", "")), archs=archs, splits=splits,
         model=model, methods=str_list(raw.get("methods", list(METHODS)), "methods", METHODS),
-        links=str_list(raw.get("links", "3g"), "links"),
+        links=_links(raw.get("links", "3g")),
         codecs=str_list(raw.get("codec", "fp32"), "codec", CODECS),
         repetitions=check_type("repetitions", raw.get("repetitions", 1), "int"),
         checks=str_list(raw["checks"], "checks") if raw.get("checks") else (),
         **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
+
+
+def _links(raw: Any) -> tuple[str, ...]:
+    """Profile names or profile files' paths; a profile's results go under its own `name`
+    field, checked when it is loaded (harness.emulation.links)."""
+    links = str_list(raw, "links")
+    for entry in (e for e in links if not link_is_path(e) or "\0" in e):
+        check_name(entry, "links")
+    return links
 
 
 def _validate_values(s: Scenario, datasets, optimizers) -> None:

@@ -1,4 +1,5 @@
 """The command line as a user runs it: one-line errors, non-zero exits, real tables."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=ROOT,
+    # `run` marks abandoned runs under results/ first: keep the repository's results out of it.
+    env = {**os.environ, "HIERBENCH_RESULTS": str(ROOT / "tests" / "no-such-results")}
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -23,6 +26,10 @@ def run_cli(*args, timeout=300):
     (["train", "--methods", "hierarchical,teleport"], "methods"),
     (["train", "--batch-size", "1"], "batch_size"),
     (["splits", "--model", "lenet"], "unknown model"),
+    (["run", "scenarios/ci.yaml", "--loopback", "--set", "links=['..']"], "links: '..'"),
+    (["run", "scenarios/ci.yaml", "--loopback", "--set", "links=[../up]"], "../up: no such file"),
+    (["run", "scenarios/ci.yaml", "--loopback", "--set", "name=../up"], "name: '../up'"),
+    (["run"], "SCENARIO_FILE"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, needle):
     proc = run_cli(*args)
@@ -61,7 +68,6 @@ def test_loopback_scenario_run_prints_cis_and_shares_end_to_end_accuracy(tmp_pat
     """A whole scenario over loopback (no root): the accuracy pass trains hierarchical and one
     end-to-end run side by side, the timing window runs, every figure is printed with ± CI."""
     import json
-    import os
     scenario = tmp_path / "loop.yaml"
     scenario.write_text(json.dumps({
         "name": "loop", "dataset": {"name": "fake"},

@@ -33,6 +33,10 @@ def with_(path, value):
     ("methods", [], "methods"), ("methods", ["split", "split"], "methods"),
     ("codec", "bf16", "codec"), ("repetitions", 0, "repetitions"), ("training", [1, 2], "training"),
     ("tolerances.goodput_ratio", 1.5, "tolerances.goodput_ratio"),
+    # Names that become paths: one component, a safe charset, a sane length.
+    ("name", "../up", "name"), ("name", ".hidden", "name"), ("name", "x" * 65, "name"),
+    ("name", "a\0b", "name"), ("links", [".."], "links"), ("links", [".3g"], "links"),
+    ("links", ["a b"], "links"), ("links", ["a..b"], "links"), ("links", ["sat\0.yaml"], "links"),
 ])
 def test_malformed_scenarios_name_the_field(path, value, field):
     with pytest.raises(HarnessError) as err:
@@ -64,3 +68,8 @@ def test_overrides_and_file_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(HarnessError, match="not valid YAML"):
         load_scenario(tmp_path / "bad.yaml")
+
+
+def test_links_take_profile_names_or_profile_paths():
+    raw = with_("links", ["3g", "/some/dir/sat.yaml", "mine/sat2.yml"])
+    assert parse_scenario(raw).links == ("3g", "/some/dir/sat.yaml", "mine/sat2.yml")

@@ -170,7 +170,8 @@ def cloud_computing(tmp_path):
 
 
 def test_sigkill_cloud_worker_mid_run(tmp_path):
-    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}))
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}),
+                     "--stop-on-failure")
     try:
         wait_for(lambda: cloud_computing(tmp_path), 200)
         os.kill(cloud_worker_pid(), signal.SIGKILL)

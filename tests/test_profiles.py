@@ -134,3 +134,60 @@ def test_delays_sum_to_rtt_nothing_doubles(netem):
 def test_zero_jitter_and_loss_add_no_netem_args():
     edge, _ = link_params(load_profile("4g"), netem=True)
     assert "jitter" not in edge["tc"] and "loss" not in edge["tc"]
+
+
+def test_profile_file_name_field_must_be_a_safe_name(tmp_path):
+    for bad in ("../evil", "a/b", ".hidden"):
+        path = tmp_path / "p.yaml"
+        path.write_text(yaml.safe_dump(raw(name=bad)))
+        with pytest.raises(HarnessError, match=r"p\.yaml: name: ") as info:
+            load_profile(str(path))
+        assert "\n" not in str(info.value)
+    with pytest.raises(HarnessError, match="link profile: '..': must not start with"):
+        load_profile("..")
+
+
+def test_profile_by_path_runs_under_its_own_name(tmp_path):
+    """links: [/dir/sat.yaml] gives cases, labels and links/<dir> named 'sat', inside the run."""
+    from harness.config import parse_scenario
+    from harness.run.rundir import case_plan, link_dir
+    from harness.run.scenario import resolve_links
+    path = tmp_path / "dir" / "sat.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(raw(name="sat", up_mbps=2.5)))
+    scenario = parse_scenario({"name": "t", "dataset": {"name": "fake"}, "links": [str(path), "3g"],
+                               "methods": ["hierarchical", "split"]})
+    scenario, profiles = resolve_links(scenario)
+    assert scenario.links == ("sat", "3g") and profiles["sat"].up_mbps == 2.5
+    assert {c.link for c in scenario.cases()} == {"sat", "3g"}
+    names = [name for name, _, _ in case_plan(scenario)]
+    assert len(names) == 4 and all("/" not in n for n in names)
+    assert [n.split("-")[4] for n in names] == ["sat", "sat", "3g", "3g"]
+    run_dir = tmp_path / "run"
+    where = link_dir(run_dir, "sat")
+    assert where == run_dir / "links" / "sat" and where.is_dir()
+    (where / "linkcheck.json").write_text("{}")
+    link_dir(run_dir, "sat")                 # a resume calibrates again, keeping the first
+    assert [p.name for p in where.iterdir()] == ["linkcheck.before-resume-1.json"]
+    with pytest.raises(HarnessError, match="link profile name"):
+        link_dir(run_dir, "../out")
+
+
+def test_two_links_with_one_profile_name_are_refused(tmp_path):
+    from harness.config import parse_scenario
+    from harness.run.scenario import resolve_links
+    copy = tmp_path / "also3g.yaml"
+    copy.write_text(yaml.safe_dump(raw(name="3g")))
+    scenario = parse_scenario({"name": "t", "dataset": {"name": "fake"},
+                               "links": ["3g", str(copy)]})
+    with pytest.raises(HarnessError, match=r"^links: '3g' and '.*also3g.yaml' are both profile"):
+        resolve_links(scenario)
+
+
+def test_preflight_checks_profile_paths_over_loopback_too(tmp_path):
+    from harness.config import parse_scenario
+    from harness.run.scenario import Options, preflight
+    scenario = parse_scenario({"name": "t", "dataset": {"name": "fake"},
+                               "links": [str(tmp_path / "nope.yaml")]})
+    with pytest.raises(HarnessError, match="nope.yaml: no such file"):
+        preflight(scenario, Options(emulate=False))

@@ -161,6 +161,7 @@ def test_a_failed_check_is_measured_once_more(monkeypatch):
     assert r["ok"] and r["attempts"] == 2 and calls == ["up", "down", "down"]
     assert r["first_attempt"]["remeasured"] == ["down"]
     assert not r["first_attempt"]["checks"]["down_goodput"]["ok"]
+    assert linkcheck.summary_line(r).endswith("ok after re-measuring down")
 
     calls = _fake_measurements(monkeypatch, [0.5 * p.down_mbps, 0.5 * p.down_mbps])
     r = linkcheck.calibrate(_FakeLink(), p, Tolerances())

@@ -115,3 +115,88 @@ def test_unsendable_dtype():
 def test_header_is_28_bytes_network_order():
     assert HEADER.size == 28
     assert struct.unpack("!4s", raw_frame()[:4])[0] == b"HBW1"
+
+
+def recv_meta(meta: bytes, kind: int = 1):
+    a, b = socket.socketpair()
+    a.sendall(raw_frame(kind=kind, meta=meta))
+    a.shutdown(socket.SHUT_WR)
+    return Connection(b, max_payload=0).recv()
+
+
+@pytest.mark.parametrize("meta,match", [
+    (b"[" * 32768 + b"]" * 32768, "nests deeper than 4"),            # was a RecursionError
+    (b"[" * 60000, "nests deeper"),
+    (b'{"tensors":[],"info":{"a":' + b"[" * 5 + b"]" * 5 + b"}}", "nests deeper"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nests deeper"),
+    (b'{"tensors":[],"info":{"n":' + b"9" * 5000 + b"}}", "number of 5000 characters"),
+    (b'{"tensors":[],"info":{"n":9223372036854775808}}', "outside int64"),
+    (b'{"tensors":[],"info":{"n":-9223372036854775809}}', "outside int64"),
+    (b'{"tensors":[],"info":{"n":1e400}}', "outside float64"),
+    (b'{"tensors":[],"info":{"n":NaN}}', "NaN; numbers must be finite"),
+    (b'{"tensors":[],"info":{"n":-Infinity}}', "-Infinity; numbers must be finite"),
+    (b'{"tensors":[],"info":{"s":"' + b"x" * 257 + b'"}}', "string of 257 characters"),
+    (b'{"tensors":[],"info":{"' + b"k" * 300 + b'":1}}', "string of 300"),
+    (b'{"tensors":[],"info":{"s":"\\ud800"}}', "not valid Unicode"),
+    (b'{"tensors":[],"info":{"s":"\xed\xa0\x80"}}', "invalid UTF-8 at byte 27"),
+    (b'{"tensors":[],"info":{"s":"\xc0\xaf"}}', "invalid UTF-8"),
+    (b'\xef\xbb\xbf{"tensors":[],"info":{}}', "JSON"),
+    (b'{"tensors":[],"info":{"a":1,"a":2}}', "repeats the key 'a'"),
+    (b'{"tensors":[{"name":"a","dtype":"uint8","shape":[0]}],"info":{}}', "'hello' frame carries no tensors"),
+])
+def test_meta_is_bounded_before_and_while_parsing(meta, match):
+    with pytest.raises(WireError, match=match) as info:
+        recv_meta(meta)
+    assert "\n" not in str(info.value)
+
+
+def test_brackets_and_escaped_quotes_inside_strings_do_not_nest():
+    f = recv_meta(b'{"tensors":[],"info":{"a":"[[[[[[{{{{\\"[[[[\\\\","b":"\\\\"}}')
+    assert f.info == {"a": '[[[[[[{{{{"[[[[\\', "b": "\\"}
+
+
+def test_largest_allowed_values_still_parse():
+    meta = json.dumps({"tensors": [], "info": {"n": 2**63 - 1, "m": -2**63, "s": "é" * 256,
+                                               "f": 1.7e308}}).encode()
+    assert recv_meta(meta).info["n"] == 2**63 - 1
+
+
+def test_deadline_bounds_a_dribbling_peer_in_total():
+    """One byte every 50 ms keeps every recv short, but the deadline covers the whole read."""
+    import threading
+    import time
+    a, b = socket.socketpair()
+    frame = raw_frame(kind=1)
+    stop = threading.Event()
+
+    def dribble():
+        for byte in frame:
+            if stop.wait(0.05):
+                return
+            try:
+                a.send(bytes([byte]))
+            except OSError:
+                return
+    threading.Thread(target=dribble, daemon=True).start()
+    conn = Connection(b)
+    start = time.monotonic()
+    conn.set_deadline(start + 0.5, "the hello")
+    with pytest.raises(WireError, match="timed out waiting for the hello"):
+        conn.recv()
+    stop.set()
+    assert 0.45 <= time.monotonic() - start <= 0.8
+    conn.set_deadline(None)
+    assert b.gettimeout() is None, "clearing the deadline restores the socket's own timeout"
+
+
+def test_send_error_never_blocks_on_a_busy_sender():
+    import time
+    tx, rx = pair()
+    tx._send_lock.acquire()                      # another thread stuck in a big send
+    start = time.monotonic()
+    tx.send_error("boom", timeout_s=0.2)
+    assert time.monotonic() - start < 0.5
+    tx._send_lock.release()
+    tx.send_error("boom")
+    f = rx.recv()
+    assert f.kind == "error" and f.info == {"message": "boom"}

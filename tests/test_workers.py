@@ -193,3 +193,133 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     taken.close()
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: cloud: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+# ---- frames after the handshake are checked against the case (in-process, no sockets)
+
+from harness.train.batches import build_model          # noqa: E402
+from harness.train.data import SPECS                   # noqa: E402
+from harness.workers.cloud import Batches, decoded, hello_check   # noqa: E402
+from harness.workers.edge import checked_grad          # noqa: E402
+from harness.workers.wire import Frame, WireError, encode_activation   # noqa: E402
+
+
+def batch_frame(method="split", codec="fp32", n=BATCH, step=0, **info):
+    """A valid batch frame of a make_case() case, and the Batches that checks it."""
+    case = make_case(method, codec)
+    model = build_model(case, SPECS["fake"])
+    if method == "cloud":
+        tensors = {"x": torch.zeros(n, 3, 32, 32, dtype=torch.uint8), "y": torch.zeros(n, dtype=torch.long),
+                   "i": torch.arange(n)}
+        meta = {"step": step, "train": True}
+    else:
+        tensors = {}
+        tensors["a"], meta = encode_activation(torch.randn(n, *model.activation_shape), codec)
+        tensors["y"] = torch.arange(n) % 10
+        meta = {**meta, "step": step}
+    return Frame("batch", 0, tensors, {**meta, **info}), Batches(case, model, 512)
+
+
+@pytest.mark.parametrize("codec", ["fp32", "fp16", "int8"])
+def test_valid_batches_pass_in_step_order(codec):
+    _, batches = batch_frame(codec=codec)
+    for step in range(3):
+        frame, _ = batch_frame(codec=codec, step=step)
+        assert batches.activation(frame) == step
+        assert decoded(frame).dtype == torch.float32
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda f: f.tensors["y"].__setitem__(3, 12), "batch frame: tensor 'y' has label 12 outside [0, 10)"),
+    (lambda f: f.tensors["y"].__setitem__(0, -1), "batch frame: tensor 'y' has label -1 outside [0, 10)"),
+    (lambda f: f.tensors.update(y=f.tensors["y"].int().to(torch.uint8)), "tensor 'y' is uint8, expected int64"),
+    (lambda f: f.tensors.update(a=f.tensors["a"].half()), "tensor 'a' is float16, expected float32"),
+    (lambda f: f.tensors.update(z=torch.zeros(1)), "tensors ['a', 'y', 'z'], expected ['a', 'y']"),
+    (lambda f: f.tensors.pop("y"), "tensors ['a'], expected ['a', 'y']"),
+    (lambda f: f.tensors.update(a=f.tensors["a"][:, :, :4]), "tensor 'a' has shape [8, 32, 4, 8], expected [B, 32, 8, 8]"),
+    (lambda f: f.tensors.update(a=f.tensors["a"][:0], y=f.tensors["y"][:0]), "tensor 'a' has batch dimension 0, expected 1 to 8"),
+    (lambda f: f.tensors.update(y=f.tensors["y"][:5]), "tensor 'y' has batch dimension 5, the others 8"),
+    (lambda f: f.info.update(step=1), "batch frame: step 1, expected 0"),
+    (lambda f: f.info.update(step=True), "info 'step' must be int"),
+    (lambda f: f.info.pop("step"), "info 'step' is missing"),
+    (lambda f: f.info.update(codec="fp16"), "codec 'fp16', the case has 'fp32'"),
+    (lambda f: f.info.update(extra=1), "unexpected info key 'extra'"),
+])
+def test_bad_batches_name_the_field(change, message):
+    frame, batches = batch_frame()
+    change(frame)
+    with pytest.raises(WireError) as info:
+        batches.activation(frame)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("codec,poison,message", [
+    ("fp32", lambda f: f.tensors["a"].view(-1).__setitem__(7, float("nan")), "tensor 'a' has non-finite values"),
+    ("fp16", lambda f: f.tensors["a"].view(-1).__setitem__(0, float("inf")), "tensor 'a' has non-finite values"),
+    ("int8", lambda f: f.info.update(scale=1e38), "tensor 'a' has non-finite values"),
+    ("int8", lambda f: f.info.update(scale=0.0), "info 'scale' is 0.0, must be > 0"),
+])
+def test_non_finite_activations_are_refused(codec, poison, message):
+    frame, batches = batch_frame(codec=codec)
+    poison(frame)
+    with pytest.raises(WireError, match=message.replace("(", r"\(")):
+        batches.activation(frame)
+        decoded(frame)
+
+
+def test_steps_beyond_the_case_are_refused():
+    frame, batches = batch_frame(step=3)
+    batches.next_step = batches.steps = 3          # max_batches=20 would allow 20; pretend 3 done
+    with pytest.raises(WireError, match="step 3 beyond the case's 3 steps"):
+        batches.activation(frame)
+
+
+def test_cloud_only_uploads_are_checked():
+    frame, batches = batch_frame("cloud")
+    assert batches.upload(frame) == 0
+    frame, _ = batch_frame("cloud", step=1)
+    frame.tensors["i"][5] = 9999
+    with pytest.raises(WireError, match=r"tensor 'i' has index 9999 outside \[0, 512\)"):
+        batches.upload(frame)
+    cache = Frame("batch", 0, {"x": torch.zeros(1024, 3, 32, 32, dtype=torch.uint8),
+                               "y": torch.zeros(1024, dtype=torch.long), "i": torch.arange(1024) % 512},
+                  {"train": False})
+    assert batches.upload(cache) is None            # cache-only uploads may be up to CACHE_CHUNK
+    frame, _ = batch_frame("cloud", step=1)
+    with pytest.raises(WireError, match="a training batch after the cache uploads began"):
+        batches.upload(frame)
+    batches.shapes(cache)                            # shapes are checked before the payload
+    with pytest.raises(WireError, match="tensor 'x' has batch dimension 1025, expected 1 to 1024"):
+        batches.shapes(Frame("batch", 0, {"x": torch.empty(1025, 3, 32, 32, dtype=torch.uint8, device="meta"),
+                                          "y": torch.empty(1025, dtype=torch.long, device="meta"),
+                                          "i": torch.empty(1025, dtype=torch.long, device="meta")},
+                             {"train": False}))
+
+
+def test_hello_needs_a_plausible_training_set_size():
+    check = hello_check(make_case("split"))
+    check({"n_train": 512})
+    for n in (0, BATCH - 1, 10**9):
+        with pytest.raises(WireError, match="info 'n_train' is"):
+            check({"n_train": n})
+
+
+def test_gradients_must_answer_their_activation():
+    a = torch.randn(4, 32, 16, 16)
+    ok = Frame("grad", 0, {"g": torch.randn_like(a)}, {"step": 5})
+    assert checked_grad(ok, a, 5) is ok.tensors["g"]
+    cases = [({"g": torch.randn_like(a)}, {"step": 6}, "grad frame: step 6, expected 5"),
+             ({"g": torch.randn(3, 32, 16, 16)}, {"step": 5}, "batch dimension 3, the activation 4"),
+             ({"g": torch.randn(4, 32, 16, 8)}, {"step": 5}, "tensor 'g' has shape [4, 32, 16, 8]"),
+             ({"g": torch.randn_like(a).half()}, {"step": 5}, "tensor 'g' is float16, expected float32"),
+             ({"g": torch.full_like(a, float("nan"))}, {"step": 5}, "tensor 'g' has non-finite values")]
+    for tensors, info, message in cases:
+        with pytest.raises(WireError) as err:
+            checked_grad(Frame("grad", 0, tensors, info), a, 5)
+        assert message in str(err.value)
+
+
+def test_failure_reports_stay_on_one_line(capsys):
+    from harness.workers.common import fail
+    assert fail("edge", "peer reported: a\nb\x1b[31mc") == 1
+    assert capsys.readouterr().err == "error: edge: peer reported: a b [31mc\n"

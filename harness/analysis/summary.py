@@ -8,6 +8,7 @@ accuracy.json of every case directory, as the runner wrote them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -53,10 +54,13 @@ def build_summary(run_dir: Path, scenario: str = "") -> pd.DataFrame:
 def _row(case_dir: Path, scenario: str) -> dict:
     case = json.loads((case_dir / "case.json").read_text())
     info = _read_json(case_dir / "case_info.json") or {}
-    status = (_read_json(case_dir / "status.json") or {}).get("status", "unknown")
+    status = _read_json(case_dir / "status.json") or {}
+    # A case that failed before writing case_info.json still has its repetition in its name.
+    named_rep = re.search(r"-r(\d+)$", case_dir.name)
     row = {"scenario": scenario, "case": case_dir.name, "arch": case["model"]["arch"],
            "split": case["model"]["split"], "codec": case["codec"], "link": case.get("link"),
-           "method": case["method"], "rep": info.get("rep", 0), "status": status,
+           "method": case["method"], "rep": info.get("rep", int(named_rep[1]) if named_rep else 0),
+           "status": status.get("status", "unknown"), "status_reason": status.get("reason", ""),
            "batch_size": case["training"]["batch_size"], "full_steps": info.get("full_steps")}
     totals_ = _read_json(case_dir / "totals.json") or {}
     row.update({k: totals_.get(k) for k in ("steps", "wall_s", *STAGES, "bytes_up_total",

@@ -16,9 +16,12 @@ from harness.paths import BASELINES_DIR, SCENARIOS
 def _run_state(run_dir: Path) -> tuple[str, str]:
     try:
         state = json.loads((run_dir / "run_status.json").read_text())
-        return state.get("state", "unknown"), state.get("reason", "")
     except (OSError, ValueError):
         return "unknown", "no run_status.json"
+    if state.get("state") == "complete" and state.get("cases_failed"):
+        return "complete, with failed cases", (f"{state['cases_failed']} of "
+                                               f"{state.get('cases_total', '?')} failed")
+    return state.get("state", "unknown"), state.get("reason", "")
 
 
 def _summary(run_dir: str):
@@ -44,7 +47,7 @@ def _summary(run_dir: str):
 
 
 @click.command()
-@click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("scenario_file", required=False, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a scenario key, e.g. --set training.lr=0.01 (repeatable)")
 @click.option("--loopback", is_flag=True,
@@ -53,15 +56,63 @@ def _summary(run_dir: str):
               help="if delay cannot be emulated, run anyway and record 'no delay'")
 @click.option("--quiet", is_flag=True, help="no progress bars or per-case lines (CI)")
 @click.option("--no-plots", is_flag=True)
-def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots) -> None:
+@click.option("--stop-on-failure", is_flag=True,
+              help="stop the sweep at the first failed case (default: record it, go on)")
+@click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="continue a partial or abandoned run: skip its finished cases, rerun the rest")
+def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, stop_on_failure,
+        resume_dir) -> None:
     """Run a scenario: every case under every link profile; write results and plots."""
     from harness.config import load_scenario
+    from harness.run.rundir import mark_abandoned
     from harness.run.scenario import Options, run_scenario
-    scenario, raw = load_scenario(scenario_file, list(overrides))
+    if scenario_file is None and resume_dir is None:
+        raise HarnessError("run: give a SCENARIO_FILE, or --resume RUN_DIR")
+    if overrides and resume_dir and scenario_file is None:
+        raise HarnessError("--resume with --set: give the scenario file the run was made from")
+    scenario, raw = load_scenario(scenario_file, list(overrides)) if scenario_file else (None, None)
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
-                   plots=not no_plots, echo=lambda s: click.echo(s, err=True))
-    run_dir = run_scenario(scenario, raw, opts)
+                   plots=not no_plots, stop_on_failure=stop_on_failure,
+                   echo=lambda s: click.echo(s, err=True))
+    for line in mark_abandoned():
+        click.echo(line, err=True)
+    run_dir = _resume(Path(resume_dir), raw, opts) if resume_dir else \
+        run_scenario(scenario, raw, opts)
+    if run_dir is None:
+        return
     _print_summary(run_dir)
+    _exit_if_cases_failed(run_dir)
+
+
+def _resume(run_dir: Path, given_raw: dict | None, opts) -> Path | None:
+    """Check that RUN_DIR may be resumed with this code and scenario, then resume it."""
+    from harness.run.rundir import check_resumable, read_state
+    from harness.run.scenario import resume_scenario
+    state = read_state(run_dir)
+    if state.get("state") == "complete" and not state.get("cases_failed"):
+        click.echo(f"nothing to do: {run_dir} is complete ({state.get('cases_total', '?')} "
+                   f"case(s) ok)", err=True)
+        return None
+    saved, meta, _ = check_resumable(run_dir, given_raw)
+    if str(meta.get("emulation", "")).startswith("none"):
+        opts.emulate = False              # resumed as it was made: over loopback
+    elif not opts.emulate:
+        raise HarnessError(f"--resume {run_dir}: the run was emulated; resume it without "
+                           f"--loopback")
+    return resume_scenario(run_dir, saved, opts)
+
+
+def _exit_if_cases_failed(run_dir: Path) -> None:
+    """One line and exit 1 when the sweep finished with failed cases."""
+    state = json.loads((run_dir / "run_status.json").read_text())
+    if state.get("cases_failed"):
+        first = state["failed_cases"][0]
+        why = json.loads((run_dir / first / "status.json").read_text()).get("reason", "")
+        click.echo(f"error: {state['cases_failed']} of {state['cases_total']} case(s) failed "
+                   f"(first: {first}: {why}); the summary covers the rest; rerun them with "
+                   f"--resume {run_dir}", err=True)
+        raise click.exceptions.Exit(1)
 
 @click.command("list")
 def list_cmd() -> None:
@@ -166,6 +217,8 @@ def _print_summary(run_dir: Path) -> None:
     import pandas as pd
 
     from harness.analysis.tables import MIN_REPS_FOR_CI, across_repetitions, per_case
+    if not (run_dir / "summary.csv").exists():
+        return                                # no case got as far as its directory
     summary = pd.read_csv(run_dir / "summary.csv")
     fmt = {"float_format": lambda v: f"{v:.3f}", "na_rep": "-", "index": False}
     click.echo(per_case(summary).to_string(**fmt))
@@ -174,9 +227,10 @@ def _print_summary(run_dir: Path) -> None:
         click.echo(f"\nacross {reps} repetitions (median ± 95% CI of the repetitions, Student's t):")
         click.echo(across_repetitions(summary).to_string(**fmt))
     # One line per kind of source: "from 12 measured batches" and the like folded together.
-    sources = summary["runtime_source"].dropna().str.replace(
+    ok = summary[summary["status"] == "ok"]
+    sources = ok["runtime_source"].dropna().str.replace(
         r"from \d+ measured", "from M measured", regex=True).unique().tolist()
-    acc_sources = summary["acc_source"].dropna().unique().tolist()
+    acc_sources = ok["acc_source"].dropna().unique().tolist()
     click.echo(f"runtime: {'; '.join(sources)} (M per case: the 'steps' column)")
     click.echo(f"accuracy: {'; '.join(acc_sources)}")
     click.echo("± is a 95% CI: runtime from the steady interval's batch means, gain from both "

@@ -1,4 +1,5 @@
-"""Emulation commands: doctor (what this machine can emulate), clean (leftovers of a crash).
+"""Emulation commands: doctor (what this machine can emulate), clean (leftovers of a crash,
+runs left `running` by a dead harness).
 
     sudo .venv/bin/python run_bench.py doctor
 """
@@ -17,11 +18,17 @@ def doctor() -> None:
         raise click.exceptions.Exit(1)
 
 @click.command()
-def clean() -> None:
-    """Remove leftovers of crashed runs: namespaces, links, daemons, rules, workers."""
-    from harness.emulation.netclean import clean as do_clean
-    removed = do_clean()
-    click.echo("\n".join(removed) if removed else "nothing to clean")
+@click.option("--runs-only", is_flag=True,
+              help="only mark abandoned runs under results/; leave the network alone")
+def clean(runs_only) -> None:
+    """Mark runs whose harness died as abandoned; remove leftovers of crashed emulations:
+    namespaces, links, daemons, rules, workers."""
+    from harness.run.rundir import mark_abandoned
+    lines = mark_abandoned()
+    if not runs_only:
+        from harness.emulation.netclean import clean as do_clean
+        lines += do_clean()
+    click.echo("\n".join(lines) if lines else "nothing to clean")
 
 
 COMMANDS = (doctor, clean)

@@ -172,6 +172,19 @@ def require_ok(result: dict) -> None:
         raise HarnessError(f"link '{result['profile']}' out of tolerance{again}: " + "; ".join(bad))
 
 
+def summary_line(c: dict) -> str:
+    """'link 3g: up 1.05/1.1 Mbit/s, ... (measured/configured): ok' for the run's output."""
+    m, cfg = c["measured"], c["configured"]
+    loss = "".join(f", loss {d} {m[f'{d}_loss_pct']:.2f}/{cfg.get(f'{d}_loss_pct', 0):g}%"
+                   for d in ("up", "down") if f"{d}_loss_pct" in m)
+    again = (f" after re-measuring {', '.join(c['first_attempt']['remeasured'])}"
+             if c.get("attempts", 1) > 1 else "")
+    return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
+            f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
+            f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
+            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}{again}")
+
+
 def format_table(results: list[dict]) -> str:
     """Configured vs measured per profile, one line each."""
     head = (f"{'profile':<8} {'up cfg':>7} {'up meas':>8} {'down cfg':>8} {'down meas':>9} "

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from harness.config import check_name, link_is_path
 from harness.errors import HarnessError
 from harness.fields import check_type
 from harness.paths import TOPOLOGIES
@@ -63,13 +64,17 @@ def list_profiles(directory: Path = TOPOLOGIES) -> list[str]:
 
 
 def load_profile(name_or_path: str | Path) -> LinkProfile:
-    """Load a profile by name (`3g`) or by path to a .yaml file; errors name the field."""
+    """Load a profile by name (`3g`) or by path to a .yaml file; errors name the field.
+
+    Results of a profile go under its own `name` field (`links/<name>/`, case labels), so that
+    name must be one safe path component, whichever way the profile was given."""
     text = str(name_or_path)
-    if text.endswith((".yaml", ".yml")) or "/" in text:
+    if link_is_path(text):
         path = Path(text)
-        if not path.is_file():
+        if "\0" in text or not path.is_file():
             raise HarnessError(f"link profile {text}: no such file")
     else:
+        check_name(text, "link profile")
         path = TOPOLOGIES / f"{text}.yaml"
         if not path.is_file():
             raise HarnessError(f"link profile '{text}': unknown (known: {', '.join(list_profiles())})")
@@ -77,7 +82,9 @@ def load_profile(name_or_path: str | Path) -> LinkProfile:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise HarnessError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_profile(raw, str(path))
+    profile = parse_profile(raw, str(path))
+    check_name(profile.name, f"{path}: name")
+    return profile
 
 
 def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:

@@ -38,13 +38,22 @@ def measure_rtt(link, count: int = MIN_RTT_PROBES) -> dict:
             "rtt_mdev_ms": float(summary.group(4)) if summary else None}
 
 
-def _wait_listening(link, role: str, port: int, timeout_s: float = 5.0) -> None:
+def _wait_listening(link, role: str, port: int, server, timeout_s: float = 5.0) -> None:
+    """Until the iperf3 server in `role` listens; HarnessError at once if it dies first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        _check_server(server, role)
         if link.cmd(role, f"ss -Hltn 'sport = :{port}'").strip():
             return
         time.sleep(0.05)
     raise HarnessError(f"linkcheck: iperf3 server in {role} not listening on port {port}")
+
+
+def _check_server(server, role: str) -> None:
+    code = server.poll()
+    if code not in (None, 0):
+        raise HarnessError(f"linkcheck: iperf3 server in {role}, pid {server.pid}, died: "
+                           f"{exit_text(code)}")
 
 
 def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
@@ -58,7 +67,7 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
     sender, receiver = ("edge", "cloud") if direction == "up" else ("cloud", "edge")
     server = link.popen(sender, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], cgroup=False)
     try:
-        _wait_listening(link, sender, IPERF_PORT)
+        _wait_listening(link, sender, IPERF_PORT, server)
         target = link.edge_ip if sender == "edge" else link.cloud_ip
         argv = ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-J", "-R", *extra]
         client = link.popen(receiver, argv, cgroup=False, text=True)
@@ -90,10 +99,7 @@ def _supervised_output(link, client, server, sender: str, timeout_s: float) -> s
             return out
         except subprocess.TimeoutExpired:
             pass
-        code = server.poll()
-        if code not in (None, 0):
-            raise HarnessError(f"linkcheck: iperf3 server in {sender}, pid {server.pid}, died: "
-                               f"{exit_text(code)}")
+        _check_server(server, sender)
         link.check_alive()
         if time.monotonic() > deadline:
             raise HarnessError(f"linkcheck: iperf3 did not finish within {timeout_s:.0f} s")

@@ -103,7 +103,10 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
             start("cloud", ["--listen", launcher.cloud_listen()])
             if launcher.known_address:       # start both now; the edge retries its connect
                 start("edge", edge_args + ["--connect", launcher.known_address])
-            ready = readers["cloud"].wait_ready(WORKER_READY_TIMEOUT_S)
+            try:
+                ready = readers["cloud"].wait_ready(WORKER_READY_TIMEOUT_S)
+            except HarnessError as exc:   # its stderr went to cloud.log: quote the reason
+                raise HarnessError(f"{exc}: {last_error(case_dir / 'cloud.log')}") from None
             edge_args += ["--connect", launcher.cloud_connect(ready)]
         if "edge" not in procs:
             start("edge", edge_args)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.paths import REPO
 from harness.procs import kill_group
+from harness.workers.auth import SECRET_ENV, SECRET_FILE_ENV
 
 MININET_PORT = 5555
 WORKER_MODULE = "harness.workers.{role}"
@@ -78,7 +79,8 @@ class MininetLauncher:
         # Started outside the host's CPU cgroup (imports at full speed); the worker joins it
         # itself right before training (harness.workers.common.join_cgroup) and logs that.
         env = {**os.environ, "PYTHONPATH": str(REPO), "HIERBENCH_CGROUP": role,
-               "HIERBENCH_CLOCK": "shared", "HIERBENCH_SECRET": self.secret}
+               "HIERBENCH_CLOCK": "shared", SECRET_ENV: self.secret}
+        env.pop(SECRET_FILE_ENV, None)       # a user's secret file would win over this one
         with open(log_path, "ab") as log:
             return self.link.popen(role, _worker_argv(self.python, role, args),
                                    cgroup=False, stdout=subprocess.PIPE, stderr=log,

@@ -6,13 +6,15 @@ Phases, one function each: `preflight` (everything a user can get wrong, before 
 `accuracy_pass` (once per model/split/codec/method on unshaped loopback, when the scenario
 measures timing on a batch budget), `timing_pass` (per link profile: build the Mininet link,
 calibrate it, run every case and repetition inside it), `finish` (summary.csv, plots, state).
-An interrupted or failed run keeps its finished cases and says it is partial.
+A failed case is recorded (its status.json says why) and the sweep goes on (unless
+`--stop-on-failure`); an interrupt or a link out of tolerance stops it, keeping the finished
+cases (state `partial`). A bad calibration stops rather than skipping its link: it usually
+means the machine (load, kernel), not the link, and `--resume` reruns what is left.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +23,14 @@ import yaml
 
 from harness.analysis.summary import build_summary
 from harness.analysis.totals import load_events, steady
-from harness.config import Case, Scenario
+from harness.config import Case, Scenario, parse_scenario
 from harness.errors import HarnessError
-from harness.run.case import evaluate_case, run_case
+from harness.run.case import evaluate_case, run_case, write_status
 from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
+from harness.run import rundir
 from harness.run.progress import Progress
-from harness.run.rundir import new_run_dir
+from harness.run.rundir import new_run_dir, write_state
 from harness.run.window import Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
@@ -38,13 +41,30 @@ class Options:
     allow_no_delay: bool = False
     quiet: bool = False
     plots: bool = True
+    stop_on_failure: bool = False     # True: the first failed case stops the sweep
     echo: Callable[[str], None] = print
 
 
-def preflight(scenario: Scenario, opts: Options) -> tuple[dict, object, object]:
-    """Profiles, data and emulation prerequisites; returns (profiles, train, test)."""
+def resolve_links(scenario: Scenario) -> tuple[Scenario, dict]:
+    """Load each `links` entry (a profile name or a profile file's path); cases, directories
+    and labels then carry the profile's own name. Returns (scenario, name -> profile)."""
     from harness.emulation.links import load_profile
-    profiles = {name: load_profile(name) for name in scenario.links} if opts.emulate else {}
+    profiles, given = {}, {}
+    for entry in scenario.links:
+        profile = load_profile(entry)
+        if profile.name in profiles:
+            raise HarnessError(f"links: {given[profile.name]!r} and {entry!r} are both "
+                               f"profile '{profile.name}' (results go under its name)")
+        profiles[profile.name], given[profile.name] = profile, entry
+    return dataclasses.replace(scenario, links=tuple(profiles)), profiles
+
+
+def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object, object]:
+    """Profiles, data and emulation prerequisites; returns (scenario, profiles, train, test)."""
+    scenario, profiles = resolve_links(scenario)
+    if not opts.emulate:
+        # No shaping: one unshaped "link", named for what it is, never a profile's name.
+        scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
     train, test = load_case_data(scenario.cases()[0])
     if opts.emulate:
         from harness.emulation.doctor import checks, emulation_ok
@@ -55,7 +75,7 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[dict, object, object]:
                                f"'run_bench.py doctor' for fixes, or pass --loopback for an "
                                f"unshaped run")
         _warm_profiles(scenario, opts)
-    return profiles, train, test
+    return scenario, profiles, train, test
 
 
 def _warm_profiles(scenario: Scenario, opts: Options) -> None:
@@ -76,10 +96,8 @@ def full_steps(case: Case, n_train: int) -> int:
 def timed_case(case: Case, scenario: Scenario) -> Case:
     """The case as run for timing: the batch budget, when the scenario sets one."""
     n = scenario.measure.timing_batches
-    if n is None:
-        return case
-    training = dataclasses.replace(case.training, max_batches=n, epochs=1)
-    return dataclasses.replace(case, training=training)
+    return case if n is None else dataclasses.replace(
+        case, training=dataclasses.replace(case.training, max_batches=n, epochs=1))
 
 
 @dataclasses.dataclass
@@ -90,9 +108,8 @@ class Run:
     opts: Options
     train: object
     test: object
-    progress: Progress
+    progress: Progress | None = None  # made per sweep: it counts the cases left to run
     accuracy: dict | None = None      # (arch, split, codec, method) -> accuracy pass result
-    counter: int = 0                  # case directories made so far
 
 
 def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profile=None) -> None:
@@ -101,21 +118,15 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     timed = timed_case(case, scenario)
     steps, n_full = full_steps(timed, len(train)), full_steps(case, len(train))
     show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
-    window = None
-    if scenario.measure.timing_batches is not None:
-        m = scenario.measure
-        window = Window(case_dir, case.method, m.min_batches, m.ci_target, n_full,
-                        m.max_seconds)
+    m = scenario.measure
+    window = None if m.timing_batches is None else Window(
+        case_dir, case.method, m.min_batches, m.ci_target, n_full, m.max_seconds)
 
     def poll():
         show()
         if window is not None:
             window.poll()
-    try:
-        totals = run_case(timed, case_dir, launcher, on_poll=poll)
-    except HarnessError as exc:
-        progress.finish(f"{case.label} rep {rep}: FAILED: {exc}")
-        raise
+    totals = run_case(timed, case_dir, launcher, on_poll=poll)
     info = {"rep": rep, "full_steps": n_full, "measured_steps": totals["steps"],
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped)}
@@ -152,12 +163,14 @@ def _steady_text(s: dict) -> str:
             + ("" if s["est_ci_s"] != s["est_ci_s"] else f" +- {s['est_ci_s']:.1f}") + " s")
 
 
-def timing_pass(run: Run, profiles: dict) -> None:
-    """Per link profile: one topology, calibrated first, all cases and repetitions inside it."""
-    from harness.emulation.linkcheck import calibrate, require_ok, write_linkcheck
+def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
+    """Per link profile with cases to run: one topology, calibrated first, its cases inside."""
+    from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
     scenario, opts = run.scenario, run.opts
     for link_name in scenario.links:
-        cases = [c for c in scenario.cases() if c.link == link_name]
+        cases = [entry for entry in todo if entry[1].link == link_name]
+        if not cases:
+            continue
         if not opts.emulate:
             _run_cases(run, cases, LocalLauncher(), None, None)
             continue
@@ -167,78 +180,98 @@ def timing_pass(run: Run, profiles: dict) -> None:
             check = calibrate(link, profiles[link_name], scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
-            link_dir = run.run_dir / "links" / link_name
-            link_dir.mkdir(parents=True)
-            write_linkcheck(link_dir, check)
+            write_linkcheck(rundir.link_dir(run.run_dir, link_name), check)
             if not opts.quiet:
-                opts.echo(_linkcheck_line(check))
+                opts.echo(summary_line(check))
             require_ok(check)
             _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name])
 
 
-def _run_cases(run: Run, cases: list[Case], launcher, check: dict | None, link_profile) -> None:
-    """Every case and repetition on one link; the order within a repetition is shuffled with
-    the scenario's seed, so drift (thermal, background load) does not favour one method."""
-    for rep in range(run.scenario.repetitions):
-        order = list(cases)
-        random.Random(run.scenario.training.seed * 1000 + rep).shuffle(order)
-        for case in order:
-            case_dir = run.run_dir / f"{run.counter:03d}-{case.label}-r{rep}"
-            run.counter += 1
-            try:
-                run_one(run, case, case_dir, launcher, rep, link_profile)
-            finally:
-                if check is not None and case_dir.exists():
-                    (case_dir / "linkcheck.json").write_text(json.dumps(check, indent=2) + "\n")
-
-
-def _linkcheck_line(c: dict) -> str:
-    m, cfg = c["measured"], c["configured"]
-    loss = "".join(f", loss {d} {m[f'{d}_loss_pct']:.2f}/{cfg.get(f'{d}_loss_pct', 0):g}%"
-                   for d in ("up", "down") if f"{d}_loss_pct" in m)
-    return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
-            f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
-            f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
-            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
-
-
-def write_state(run_dir: Path, state: str, reason: str = "", **extra) -> None:
-    (run_dir / "run_status.json").write_text(json.dumps({"state": state, "reason": reason, **extra},
-                                                        indent=2) + "\n")
+def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: dict | None,
+               link_profile) -> None:
+    """Cases and repetitions on one link, in plan order; a failed case is recorded and the
+    sweep goes on (unless --stop-on-failure)."""
+    for name, case, rep in cases:
+        case_dir = run.run_dir / name
+        try:
+            run_one(run, case, case_dir, launcher, rep, link_profile)
+        except HarnessError as exc:
+            if case_dir.is_dir():     # run_case wrote why; a failure after it must say so too
+                write_status(case_dir, "failed", str(exc))
+            line = f"{case.label} rep {rep}: FAILED: {exc}"
+            run.progress.finish(line)
+            if run.opts.quiet:
+                run.opts.echo(line)
+            if run.opts.stop_on_failure:
+                raise
+        finally:
+            if check is not None and case_dir.exists():
+                (case_dir / "linkcheck.json").write_text(json.dumps(check, indent=2) + "\n")
 
 
 def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
     """Run a whole scenario; returns the run directory (complete, or partial with a reason)."""
-    if not opts.emulate:
-        # No shaping: one unshaped "link", named for what it is, never a profile's name.
-        scenario = dataclasses.replace(scenario, links=("loopback",))
-    profiles, train, test = preflight(scenario, opts)
+    scenario, profiles, train, test = preflight(scenario, opts)
     emulation = ("mininet" if opts.emulate else
                  "none: loopback TCP, no link shaping, no CPU shares (--loopback)")
     run_dir = new_run_dir(scenario.name, extra_meta={"emulation": emulation,
                                                       "scenario": scenario.name})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    total = len(scenario.cases()) * scenario.repetitions
-    n_accuracy = len({(c.model.arch, c.model.split, c.codec, c.method) for c in scenario.cases()}) \
-        if scenario.measure.timing_batches is not None else 0
-    write_state(run_dir, "running", cases_total=total)
     opts.echo(f"run directory: {run_dir}")
+    plan = rundir.case_plan(scenario)
+    return _sweep(Run(scenario, run_dir, opts, train, test), profiles, plan, plan)
+
+
+def resume_scenario(run_dir: Path, raw: dict, opts: Options) -> Path:
+    """Continue a partial or abandoned run in place: finished cases are kept, half-done case
+    directories go to superseded/, the accuracy pass is reused when it finished, and each link
+    with cases left is calibrated again."""
+    scenario, profiles, train, test = preflight(
+        parse_scenario(raw, str(run_dir / "scenario.yaml")), opts)
+    plan = rundir.case_plan(scenario)
+    todo = [e for e in plan if not rundir.case_done(run_dir / e[0], opts.emulate)]
+    accuracy, resumes = rundir.prepare_resume(
+        run_dir, [name for name, _, _ in todo], _accuracy_keys(scenario) if todo else set(),
+        opts.echo)
+    opts.echo(f"resuming {run_dir}: {len(plan) - len(todo)} of {len(plan)} case(s) kept, "
+              f"{len(todo)} to run")
+    run = Run(scenario, run_dir, opts, train, test, accuracy=accuracy)
+    return _sweep(run, profiles, plan, todo, resumes=resumes)
+
+
+def _accuracy_keys(scenario: Scenario) -> set[tuple]:
+    """What the accuracy pass measures (nothing when cases train their full budget)."""
+    return set() if scenario.measure.timing_batches is None else {
+        (c.model.arch, c.model.split, c.codec, c.method) for c in scenario.cases()}
+
+
+def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
+    """The accuracy pass (unless reused) and the timing pass over `todo`; then the state,
+    summary and plots over every planned case."""
+    scenario, run_dir, opts = run.scenario, run.run_dir, run.opts
+    names = [name for name, _, _ in plan]
+    need_accuracy = bool(todo) and run.accuracy is None and bool(_accuracy_keys(scenario))
+    n_accuracy = len(_accuracy_keys(scenario)) if need_accuracy else 0
+    run.progress = Progress(opts, len(todo) + n_accuracy)
+    write_state(run_dir, "running", cases_total=len(plan), harness=rundir.process_identity(),
+                **state)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        run = Run(scenario, run_dir, opts, train, test, Progress(opts, total + n_accuracy))
-        if scenario.measure.timing_batches is not None:
-            run.accuracy = accuracy_pass(scenario.cases(), run_dir, train, test, run.progress)
-        timing_pass(run, profiles)
+        if need_accuracy:
+            run.accuracy = accuracy_pass(scenario.cases(), run_dir, run.train, run.test,
+                                         run.progress)
+        timing_pass(run, profiles, todo)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else (
             "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-        write_state(run_dir, "partial", reason, cases_total=total)
+        write_state(run_dir, "partial", reason, **rundir.case_counts(run_dir, names))
         _summarize(run_dir, scenario, opts, partial=True)
         raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    write_state(run_dir, "complete", cases_total=total)
-    _summarize(run_dir, scenario, opts, partial=False)
+    counts = rundir.case_counts(run_dir, names)
+    write_state(run_dir, "complete", **counts)
+    _summarize(run_dir, scenario, opts, partial=counts["cases_failed"] > 0)
     return run_dir
 
 

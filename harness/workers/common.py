@@ -1,9 +1,12 @@
-"""What the edge and cloud workers share: arguments, the case, handshake, clock sync, sender.
+"""What the edge and cloud workers share: the case, clock sync, the sender, failing cleanly.
 
 Worker contract (both roles): started with a case directory holding `case.json`; the cloud
 prints one `READY <host>:<port>` line on stdout once listening; each writes `<role>.jsonl`
 events and its trained parts as `<part>.pt` state dicts; exit 0 on success, or one
-`error: ...` line on stderr and exit 1.
+`error: ...` line on stderr and exit 1. The handshake and who may connect: workers.auth;
+what a frame may contain: workers.checks.
+
+    python -c "from harness.workers.common import load_case"
 """
 from __future__ import annotations
 
@@ -22,12 +25,13 @@ import torch
 
 from harness.config import Case, case_from_dict
 from harness.errors import HarnessError
+from harness.workers.checks import check_info
 from harness.workers.events import SEND, WAIT, EventLog
 from harness.workers.wire import Connection, WireError
 
 STOP_FILE = "STOP"          # the runner writes it into the case directory: train no further
-HANDSHAKE_TIMEOUT_S = 10.0
 PINGS = 8
+CACHE_CHUNK = 1024          # samples per cache-only upload frame (cloud-only, later epochs)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -222,17 +226,6 @@ def connect(address: str, timeout_s: float) -> socket.socket:
     raise HarnessError(f"could not connect to the cloud at {address} within {timeout_s:.0f} s ({last})")
 
 
-def edge_handshake(link: Link, method: str, case_hash: str, info: dict) -> None:
-    """Hello (method and case must match the cloud's), then clock sync by ping-pong."""
-    link.conn.send("hello", info={"method": method, "case": case_hash, **info})
-    reply = link.conn.recv()
-    if reply.kind == "error":
-        raise HarnessError(f"cloud refused the connection: {reply.info.get('message')}")
-    if reply.kind != "hello_ok":
-        raise HarnessError(f"cloud answered '{reply.kind}' to hello")
-    clock_sync(link, "start")
-
-
 def clock_sync(link: Link, phase: str) -> None:
     """Estimate cloud_clock - edge_clock from the fastest of PINGS ping-pongs; log it.
 
@@ -248,7 +241,8 @@ def clock_sync(link: Link, phase: str) -> None:
         pong = link.conn.recv()
         t1 = time.monotonic()
         if pong.kind != "pong":
-            raise HarnessError(f"cloud answered '{pong.kind}' to ping")
+            raise WireError(f"cloud answered '{pong.kind}' to ping")
+        check_info(pong, {"t": float}, {})
         rtt = t1 - t0
         if best is None or rtt < best[0]:
             best = (rtt, float(pong.info["t"]) - (t0 + t1) / 2)
@@ -257,32 +251,26 @@ def clock_sync(link: Link, phase: str) -> None:
                    offset_s=0.0 if shared else best[1], offset_estimate_s=best[1], rtt_s=best[0])
 
 
-def cloud_handshake(conn: Connection, method: str, case_hash: str) -> dict:
-    """Validate the edge's hello; answer pings. Returns the hello info."""
-    hello = conn.recv()
-    if hello.kind != "hello":
-        raise WireError(f"expected hello, got '{hello.kind}'")
-    if hello.info.get("method") != method or hello.info.get("case") != case_hash:
-        conn.send("error", info={"message": "method or case differs from the cloud's"})
-        raise WireError(f"edge runs method {hello.info.get('method')!r} / case "
-                        f"{hello.info.get('case')!r}, cloud has {method!r} / {case_hash!r}")
-    conn.send("hello_ok")
-    answer_pings(conn)
-    return hello.info
-
-
 def answer_pings(conn: Connection) -> None:
     """The cloud's side of clock_sync: PINGS pongs carrying its clock."""
     for _ in range(PINGS):
         ping = conn.recv()
         if ping.kind != "ping":
             raise WireError(f"expected ping, got '{ping.kind}'")
+        check_info(ping, {"t": float}, {})
         conn.send("pong", info={"t": time.monotonic()})
 
 
-def fail(role: str, message: str, log: EventLog | None = None) -> int:
-    """Report a worker failure: one line on stderr and an `error` event."""
+def fail(role: str, message: str, log: EventLog | None = None,
+         conn: Connection | None = None) -> int:
+    """Report a worker failure: one line on stderr and an `error` event; tell the peer and
+    close the connection when there is one. Control characters (a peer's message may hold
+    newlines or terminal escapes) become spaces, so the report stays one line."""
+    message = "".join(c if c.isprintable() else " " for c in message)
     if log is not None:
         log.point("error", message=message)
+    if conn is not None:
+        conn.send_error(f"{role}: {message}")
+        conn.close()
     print(f"error: {role}: {message}", file=sys.stderr, flush=True)
     return 1

@@ -3,6 +3,10 @@
     python -m harness.workers.edge --case-dir DIR --connect HOST:PORT
 
 One small function per method; each shares the pure step functions of harness.train.methods.
+With a shared secret (HIERBENCH_SECRET_FILE or --secret-file) the edge and the cloud prove it
+to each other before any data moves (harness.workers.auth); off loopback one is required
+unless told --no-auth. Frames from the cloud are checked (a gradient must match the
+activation it answers and be finite); a bad one ends the run with a one-line error.
 """
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ from harness.train import methods as m
 from harness.train.batches import Augmenter, batches_per_epoch, build_model, train_batches
 from harness.train.data import ImageData, load_dataset
 from harness.train.methods import optim_config
-from harness.workers.common import (STOP_FILE, Link, Sender, clock_sync, connect,
-                                    edge_handshake, fail, join_cgroup, load_case, save_parts,
+from harness.workers.auth import edge_handshake, load_secret, refuse_cli_secret, require_secret
+from harness.workers.checks import check_finite, check_info, check_tensors
+from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_sync, connect,
+                                    fail, join_cgroup, load_case, parse_address, save_parts,
                                     warm_up)
 from harness.workers.events import COMPUTE, EventLog
-from harness.workers.wire import Connection, WireError, encode_activation
-
-CACHE_CHUNK = 1024      # samples per cache-only upload frame (cloud-only, later epochs)
+from harness.workers.wire import Connection, Frame, WireError, encode_activation
 
 
 class Edge:
@@ -89,15 +93,35 @@ def run_split(e: Edge, link: Link) -> None:
     """Sequential split learning: activations up, wait for dL/da, backward, next batch."""
     model = e.model
     opt = m.make_optimizer(model.edge.parameters(), e.optim)
+    expected = {"g": (torch.float32, tuple(model.activation_shape))}
+
+    def grad_shapes(f: Frame) -> None:             # Connection.check_specs: before the payload
+        if f.kind == "grad":
+            check_tensors(f, expected, e.case.training.batch_size)
+
+    link.conn.check_specs = grad_shapes
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, phase="forward"):
             a = m.split_edge_forward(model.edge, opt, e.prep(step, images))
             wire_a, meta = encode_activation(a, e.case.codec)
         link.send("batch", step, {"a": wire_a, "y": y}, {**meta, "step": step})
-        grad = link.recv_expect("grad", step).tensors["g"]
+        grad = checked_grad(link.recv_expect("grad", step), a, step)
         with e.log.span(COMPUTE, step, phase="backward"):
             m.split_edge_backward(a, grad, opt)
     finish(e, link, edge_part=model.edge)
+
+
+def checked_grad(frame: Frame, a: torch.Tensor, step: int) -> torch.Tensor:
+    """dL/da for the activation it answers: its step, float32, a's shape, finite."""
+    check_info(frame, {"step": int}, {})
+    if frame.info["step"] != step:
+        raise WireError(f"grad frame: step {frame.info['step']}, expected {step}")
+    batch = check_tensors(frame, {"g": (torch.float32, tuple(a.shape[1:]))}, a.shape[0])
+    if batch != a.shape[0]:
+        raise WireError(f"grad frame: tensor 'g' has batch dimension {batch}, "
+                        f"the activation {a.shape[0]}")
+    check_finite(frame, "g")
+    return frame.tensors["g"]
 
 
 def run_cloud_only(e: Edge, link: Link) -> None:
@@ -114,7 +138,7 @@ def run_cloud_only(e: Edge, link: Link) -> None:
         sent[idx] = True
     if e.case.training.epochs > 1 and not e.stopped:
         rest = (~sent).nonzero().flatten()
-        for chunk in rest.split(CACHE_CHUNK):
+        for chunk in rest.split(CACHE_CHUNK) if len(rest) else ():   # split() of none: one empty
             images = e.data.images[chunk]
             sender.put(None, {"x": images, "y": e.data.labels[chunk], "i": chunk},
                        {"train": False}, raw_bytes=images.numel() * images.element_size())
@@ -136,7 +160,7 @@ def finish(e: Edge, link: Link, **parts) -> None:
     """Tell the cloud we are done, wait until it has trained on everything, save our parts;
     then measure the clock offset again (drift between two machines)."""
     link.send("end", None)
-    link.recv_expect("done")
+    check_info(link.recv_expect("done"), {}, {})
     save_parts(e.case_dir, **parts)
     clock_sync(link, "end")
 
@@ -145,16 +169,29 @@ PROTOCOLS = {"hierarchical": run_hierarchical, "split": run_split, "cloud": run_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="hierbench edge worker")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description="hierbench edge worker", allow_abbrev=False)
     parser.add_argument("--case-dir", required=True, type=Path)
     parser.add_argument("--connect", help="cloud HOST:PORT (not needed for method 'edge')")
     parser.add_argument("--connect-timeout", type=float, default=30.0)
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a byte from the cloud before giving up")
-    args = parser.parse_args(argv)
-    log = None
+    parser.add_argument("--secret-file", type=Path, metavar="PATH",
+                        help="file holding the shared secret (else $HIERBENCH_SECRET_FILE, "
+                             "else $HIERBENCH_SECRET); never the secret itself")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="connect off loopback without a secret (trusted networks only)")
+    log = conn = None
     try:
+        refuse_cli_secret(argv)
+        args = parser.parse_args(argv)
         case, case_hash = load_case(args.case_dir)
+        secret = None
+        if case.method != "edge":
+            if not args.connect:
+                raise HarnessError(f"method {case.method} needs --connect HOST:PORT")
+            secret = load_secret(args.secret_file)
+            require_secret(secret, parse_address(args.connect)[0], args.no_auth, "connect to")
         torch.set_num_threads(case.compute.edge_threads)
         d = case.dataset
         data = load_dataset(d.name, d.root, train=True, subset=d.subset, seed=case.training.seed)
@@ -165,21 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         if case.method == "edge":
             run_edge_only(edge)
         else:
-            if not args.connect:
-                raise HarnessError(f"method {case.method} needs --connect HOST:PORT")
             sock = connect(args.connect, args.connect_timeout)
             sock.settimeout(args.idle_timeout)
             conn = Connection(sock)
             link = Link(conn, log)
-            edge_handshake(link, case.method, case_hash, {"n_train": len(data)})
+            edge_handshake(link, case.method, case_hash, {"n_train": len(data)}, secret)
             PROTOCOLS[case.method](edge, link)
             link.close()
         log.point("end")
         return 0
     except (HarnessError, WireError, socket.timeout) as exc:
-        return fail("edge", str(exc) or type(exc).__name__, log)
+        return fail("edge", str(exc) or type(exc).__name__, log, conn)
     except KeyboardInterrupt:
-        return fail("edge", "interrupted", log)
+        return fail("edge", "interrupted", log, conn)
 
 
 if __name__ == "__main__":
