@@ -49,8 +49,8 @@ def _wait_listening(link, role: str, port: int, server, timeout_s: float = 5.0) 
     raise HarnessError(f"linkcheck: iperf3 server in {role} not listening on port {port}")
 
 
-def _check_server(server, role: str) -> None:
-    code = server.poll()
+def _check_server(server, role: str, code: int | None = None) -> None:
+    code = server.poll() if code is None else code
     if code not in (None, 0):
         raise HarnessError(f"linkcheck: iperf3 server in {role}, pid {server.pid}, died: "
                            f"{exit_text(code)}")
@@ -75,8 +75,11 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
             out = _supervised_output(link, client, server, sender, timeout_s)
         finally:
             link.kill(client)
+        server_code = server.poll()           # before our own kill below sets one
     finally:
         link.kill(server)
+    if server_code not in (None, 0):          # the client's error ("connection refused") is its echo
+        _check_server(server, sender, server_code)
     if client.returncode not in (0, 1):          # iperf3 exits 1 with a JSON "error" of its own
         raise HarnessError(f"linkcheck: iperf3 client in {receiver} died: "
                            f"{exit_text(client.returncode)}")

@@ -255,7 +255,9 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
     run.progress = Progress(opts, len(todo) + n_accuracy)
     write_state(run_dir, "running", cases_total=len(plan), harness=rundir.process_identity(),
                 **state)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both signals end the run cleanly, also where SIGINT arrives ignored (a job started in
+    # the background by a non-interactive shell inherits SIG_IGN, and Python keeps it).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if need_accuracy:
             run.accuracy = accuracy_pass(scenario.cases(), run_dir, run.train, run.test,
@@ -268,7 +270,8 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
         _summarize(run_dir, scenario, opts, partial=True)
         raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     counts = rundir.case_counts(run_dir, names)
     write_state(run_dir, "complete", **counts)
     _summarize(run_dir, scenario, opts, partial=counts["cases_failed"] > 0)
