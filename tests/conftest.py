@@ -23,3 +23,17 @@ def _threads():
     import torch
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def nothing_left():
+    """Root tests of whole runs: start clean, and fail if the test left anything behind
+    (processes, veths, cgroups, iptables rules); it is removed either way."""
+    from harness.emulation.netclean import clean, leftovers
+    if leftovers():
+        clean()
+    assert leftovers() == []
+    yield
+    left = leftovers()
+    clean()
+    assert left == [], f"left behind: {left}"

@@ -12,26 +12,14 @@ import pytest
 import torch
 import yaml
 
-from harness.emulation.netclean import clean, leftovers
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("nothing_left")]
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"name": "t", "dataset": {"name": "fashion_mnist", "subset": 640, "test_subset": 200},
         "model": {"arch": "vgg16", "width": 0.25, "split": "conv7"},
         "training": {"batch_size": 32, "max_batches": 4, "seed": 0},
         "methods": ["hierarchical", "split"], "links": ["3g"],
         "compute": {"edge_cores": 0.5, "cloud_cores": 1.0}, "measure": {"calibrate_seconds": 1}}
-
-
-@pytest.fixture(autouse=True)
-def nothing_left():
-    if leftovers():
-        clean()
-    assert leftovers() == []
-    yield
-    left = leftovers()
-    clean()
-    assert left == [], f"left behind: {left}"
 
 
 def scenario(tmp_path, **changes):
@@ -115,12 +103,19 @@ def edge_compute_per_batch(run_dir):
 
 
 def test_edge_cpu_share_slows_its_compute(tmp_path):
+    """CPU shares, not the link: the calibration that precedes the cases runs with wider
+    tolerances here (goodput >= 0.85x, jitter +-1 ms). The wifi uplink usually measures
+    17.9-18.0 Mbit/s in this test, but in 2 of its last 6 runs (one on CI) it stayed at
+    15.8-17.2 (0.84-0.91 of 18.88) through both calibration attempts, ~30 s apart: an episode
+    on the host, cause not found yet. The calibration itself is tested in test_topology.py."""
     per_batch = {}
     for cores in (0.25, 1.0):
         sub = tmp_path / f"c{cores}"
         sub.mkdir()
         proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["wifi"],
-                                               "compute.edge_cores": cores}))
+                                               "compute.edge_cores": cores,
+                                               "tolerances.goodput_ratio": 0.85,
+                                               "tolerances.jitter_abs_ms": 1.0}))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         per_batch[cores] = edge_compute_per_batch(run_dir_of(sub))

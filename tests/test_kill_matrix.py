@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.emulation.netclean import clean, leftovers
+from harness.emulation.netclean import leftovers
 
-pytestmark = pytest.mark.root
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("nothing_left")]
 ROOT = Path(__file__).resolve().parent.parent
 DETECT_LIMIT_S = 5.0
 SCENARIO = {"name": "k", "dataset": {"name": "fashion_mnist", "subset": 1280, "test_subset": 200},
@@ -27,17 +28,6 @@ SCENARIO = {"name": "k", "dataset": {"name": "fashion_mnist", "subset": 1280, "t
             "methods": ["split"], "links": ["3g"],
             "compute": {"edge_cores": 0.5, "cloud_cores": 1.0}, "measure": {"calibrate_seconds": 1}}
 TABLE = []
-
-
-@pytest.fixture(autouse=True)
-def nothing_left():
-    if leftovers():
-        clean()
-    assert leftovers() == []
-    yield
-    left = leftovers()
-    clean()
-    assert left == [], f"left behind: {left}"
 
 
 def _pids(*needles: bytes) -> list[int]:
