@@ -76,6 +76,15 @@ class Refused(WireError):
         self.peer_message = peer_message
 
 
+def add_secret_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--secret-file and --no-auth, the same on both workers (`verb`: listen or connect)."""
+    parser.add_argument("--secret-file", type=Path, metavar="PATH",
+                        help="file holding the shared secret (else $HIERBENCH_SECRET_FILE, "
+                             "else $HIERBENCH_SECRET); never the secret itself")
+    parser.add_argument("--no-auth", action="store_true",
+                        help=f"{verb} off loopback without a secret (trusted networks only)")
+
+
 def refuse_cli_secret(argv: list[str]) -> None:
     """Fail on any `--secret...` option but --secret-file, without echoing its value."""
     for arg in argv:

@@ -27,8 +27,8 @@ from harness.train.batches import Augmenter, batches_per_epoch, build_model
 from harness.train.data import SPECS, batch_order
 from harness.train.methods import optim_config
 from harness.train.models import SplitModel
-from harness.workers.auth import (Acceptor, cloud_handshake, load_secret, refuse_cli_secret,
-                                  require_secret)
+from harness.workers.auth import (Acceptor, add_secret_options, cloud_handshake, load_secret,
+                                  refuse_cli_secret, require_secret)
 from harness.workers.checks import check_finite, check_info, check_range, check_tensors
 from harness.workers.common import (CACHE_CHUNK, Link, answer_pings, fail, join_cgroup, load_case,
                                     parse_address, save_parts, tune_socket, warm_up)
@@ -248,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a byte from the edge before giving up")
     parser.add_argument("--max-payload-mib", type=int, default=512)
-    parser.add_argument("--secret-file", type=Path, metavar="PATH",
-                        help="file holding the shared secret (else $HIERBENCH_SECRET_FILE, "
-                             "else $HIERBENCH_SECRET); never the secret itself")
-    parser.add_argument("--no-auth", action="store_true",
-                        help="listen off loopback without a secret (trusted networks only)")
+    add_secret_options(parser, "listen")
     log = conn = None
     try:
         refuse_cli_secret(argv)

@@ -23,7 +23,7 @@ from harness.train import methods as m
 from harness.train.batches import Augmenter, batches_per_epoch, build_model, train_batches
 from harness.train.data import ImageData, load_dataset
 from harness.train.methods import optim_config
-from harness.workers.auth import edge_handshake, load_secret, refuse_cli_secret, require_secret
+from harness.workers.auth import add_secret_options, edge_handshake, load_secret, refuse_cli_secret, require_secret
 from harness.workers.checks import check_finite, check_info, check_tensors
 from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_sync, connect,
                                     fail, join_cgroup, load_case, parse_address, save_parts,
@@ -176,11 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-timeout", type=float, default=30.0)
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="seconds without a byte from the cloud before giving up")
-    parser.add_argument("--secret-file", type=Path, metavar="PATH",
-                        help="file holding the shared secret (else $HIERBENCH_SECRET_FILE, "
-                             "else $HIERBENCH_SECRET); never the secret itself")
-    parser.add_argument("--no-auth", action="store_true",
-                        help="connect off loopback without a secret (trusted networks only)")
+    add_secret_options(parser, "connect")
     log = conn = None
     try:
         refuse_cli_secret(argv)
