@@ -44,3 +44,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, all) clock ticks of the whole machine so far, from /proc/stat; None elsewhere.
+
+    Steal is time a virtual machine's CPUs were ready to run but the hypervisor ran something
+    else: while it is high, shaped rates and timings on this machine are not to be trusted."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_pct(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """Share of CPU time stolen between two `cpu_ticks()` readings, percent."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return round(100.0 * (end[0] - start[0]) / (end[1] - start[1]), 2)

@@ -283,7 +283,10 @@ def test_idle_flood_and_slow_sender_do_not_delay_a_valid_edge(tmp_path):
     reasons = [json.loads(x)["reason"] for x in (case_dir / "cloud.jsonl").read_text().splitlines()
                if '"rejected"' in x]
     assert "timed out waiting for the edge's hello" in reasons[0]
-    assert sum("evicted" in r for r in reasons) >= 50 - auth.MAX_PENDING
+    # Each idle socket beyond the cap is evicted, or refused at the door while evicted ones
+    # are still closing (a slower machine sees more of those): both name the cap.
+    capped = f"more than {auth.MAX_PENDING} handshakes pending"
+    assert sum(capped in r for r in reasons) >= 50 - auth.MAX_PENDING, reasons
 
 
 def _dribble(addr, out):

@@ -72,7 +72,7 @@ def test_hierarchical_and_split_complete_over_3g(tmp_path):
 def test_timing_window_stops_at_a_steady_interval_and_estimates_the_budget(tmp_path):
     """Under emulation: the window ends each case between its floor and cap, the summary
     carries the steady-state estimate and CIs, and the gains use them."""
-    path = scenario(tmp_path, **{"links": ["wifi"], "training.max_batches": None,
+    path = scenario(tmp_path, **{"links": ["4g"], "training.max_batches": None,
                                  "dataset.subset": 3200,
                                  "measure.timing_batches": 25, "measure.min_batches": 8,
                                  "measure.max_seconds": 20})
@@ -103,16 +103,16 @@ def edge_compute_per_batch(run_dir):
 
 
 def test_edge_cpu_share_slows_its_compute(tmp_path):
-    """CPU shares, not the link: the calibration that precedes the cases runs with wider
-    tolerances here (goodput >= 0.85x, jitter +-1 ms). The wifi uplink usually measures
-    17.9-18.0 Mbit/s in this test, but in 2 of its last 6 runs (one on CI) it stayed at
-    15.8-17.2 (0.84-0.91 of 18.88) through both calibration attempts, ~30 s apart: an episode
-    on the host, cause not found yet. The calibration itself is tested in test_topology.py."""
+    """CPU shares, not the link: the link is 4g (the edge-only method does not use it) and
+    the calibration that precedes the cases runs with wider tolerances (goodput >= 0.85x,
+    jitter +-1 ms). The wifi link this test used before failed its calibration in 2 of 6
+    runs (one on CI) through both attempts; the calibration itself is tested in
+    test_topology.py."""
     per_batch = {}
     for cores in (0.25, 1.0):
         sub = tmp_path / f"c{cores}"
         sub.mkdir()
-        proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["wifi"],
+        proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["4g"],
                                                "compute.edge_cores": cores,
                                                "tolerances.goodput_ratio": 0.85,
                                                "tolerances.jitter_abs_ms": 1.0}))
@@ -126,7 +126,7 @@ def test_edge_cpu_share_slows_its_compute(tmp_path):
 
 
 def test_final_weights_do_not_depend_on_the_link(tmp_path):
-    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"], "links": ["3g", "wifi"]}))
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"], "links": ["3g", "4g"]}))
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     run_dir = run_dir_of(tmp_path)
@@ -135,7 +135,7 @@ def test_final_weights_do_not_depend_on_the_link(tmp_path):
     for part in ("edge_part", "exit_head", "cloud_part"):
         a = torch.load(dirs[0] / f"{part}.pt", weights_only=True)
         b = torch.load(dirs[1] / f"{part}.pt", weights_only=True)
-        assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs between 3g and wifi"
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs between 3g and 4g"
 
 
 def wait_for(predicate, timeout):

@@ -44,12 +44,16 @@ def _pids(*needles: bytes) -> list[int]:
     return found
 
 
-def _wait_for(predicate, timeout_s: float, poll_s: float = 0.05):
+def _wait_for(predicate, timeout_s: float, poll_s: float = 0.05, proc=None):
+    """Poll until predicate() is truthy; fail at once, with its stderr, if `proc` ends first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = predicate()
         if found:
             return found
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before the moment "
+                                 f"waited for:\n{proc.stderr.read()}")
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:g} s")
 
@@ -124,10 +128,10 @@ def test_kill_matrix(row, tmp_path):
     proc = _start(tmp_path)
     try:
         if when == TRAINING:
-            _wait_for(lambda: _training(tmp_path), 240, 0.2)
+            _wait_for(lambda: _training(tmp_path), 240, 0.2, proc)
         find = (lambda: _daemon_by_queue(needles)) if needles and b"harness.emulation.delayd" in needles \
             else (lambda: _pids(*needles)) if needles else (lambda: [proc.pid])
-        target = _wait_for(find, 120, 0.02)[0]
+        target = _wait_for(find, 120, 0.02, proc)[0]
         t_kill = time.monotonic()
         os.kill(target, sig)
         reason = _wait_for(lambda: failed(tmp_path), 30, 0.02)
@@ -152,7 +156,7 @@ def test_sigkill_of_the_harness_then_clean(tmp_path):
     """No teardown at all: leftovers exist, `clean` removes every one of them."""
     proc = _start(tmp_path)
     try:
-        _wait_for(lambda: _training(tmp_path), 240, 0.2)
+        _wait_for(lambda: _training(tmp_path), 240, 0.2, proc)
         proc.kill()
         proc.wait(timeout=10)
     finally:

@@ -12,11 +12,15 @@
   queue, so `omit` grows with the RTT (a 3 s test on a 600 ms link measures slow start, not the
   link); the measured part lasts at least `MEASURE_RTTS` round trips. HTB counts headers, so
   goodput is ~95.7% of the configured rate (1448 payload bytes per 1514 on the wire).
-- Loss and jitter per direction: small UDP datagrams at half the link's rate (the queue never
-  fills, so every loss is the emulated one); enough of them that the binomial 95% CI of the
+- Loss and jitter per direction: UDP datagrams at half the link's rate (the queue never
+  fills, so every loss is the emulated one), sized to keep the stream near 2,000 a second
+  (a flood of tiny datagrams measures the host's packet rate, not the link); enough of them that the binomial 95% CI of the
   loss is within `LOSS_CI_PCT` points. Jitter is iperf3's RFC 3550 interarrival jitter; its
   expected value is computed by running the delay daemon's own model (`Delayer`) on the same
   packet stream, since no-reordering changes what a uniform +-J delay looks like.
+- The hypervisor's CPU steal over each attempt is recorded (`host_steal_pct`) and named in
+  the error of a failed calibration: on a busy virtual machine it, not the link, is often
+  why a rate came out low.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from harness.emulation.delayd import Delayer
 from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY
 from harness.emulation.probes import MIN_RTT_PROBES, measure_goodput, measure_rtt, measure_udp
 from harness.errors import HarnessError
+from harness.machine import cpu_ticks, steal_pct
 
 STARTUP_EXTRA_RTTS = 4            # BBR start-up's drain and first probe after the window is full
 MEASURE_RTTS = 20                 # the measured part spans at least this many round trips
@@ -38,6 +43,7 @@ MIN_MEASURE_S = 3                 # and at least three one-second rates for thei
 UDP_SHARE = 0.5                   # UDP probe rate / link rate: below it, no queue drops
 LOSS_CI_PCT = 0.2                 # binomial 95% CI half-width aimed at, percentage points
 MIN_UDP_PACKETS = 1000
+STEAL_NOTE_PCT = 5.0              # CPU steal during a failed calibration worth naming
 
 
 def goodput_plan(rate_mbps: float, rtt_ms: float, seconds: float) -> tuple[int, float]:
@@ -106,19 +112,23 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
     recorded (`first_attempt`) and the result says it was re-measured.
     """
     tol = tolerances or Tolerances()
+    ticks = cpu_ticks()
     measured, plans = _measure_rtt(link, profile), {}
     for d in ("up", "down"):
         plans[d] = _measure_direction(link, profile, d, seconds, measured)
+    measured["host_steal_pct"] = steal_pct(ticks, cpu_ticks())
     checks = judge(profile, measured, tol)
     first = None
     failed = sorted({name.split("_")[0] for name, c in checks.items() if not c["ok"]})
     if failed:
         first = {"measured": dict(measured), "checks": checks, "remeasured": failed}
+        ticks = cpu_ticks()
         for part in failed:
             if part == "rtt":
                 measured.update(_measure_rtt(link, profile))
             else:
                 _measure_direction(link, profile, part, seconds, measured)
+        measured["host_steal_pct"] = steal_pct(ticks, cpu_ticks())
         checks = judge(profile, measured, tol)
     return {
         "profile": profile.name, "seconds": seconds, "plans": plans,
@@ -169,7 +179,17 @@ def require_ok(result: dict) -> None:
            for name, c in result["checks"].items() if not c["ok"]]
     if bad:
         again = " (measured twice)" if result.get("attempts", 1) > 1 else ""
-        raise HarnessError(f"link '{result['profile']}' out of tolerance{again}: " + "; ".join(bad))
+        raise HarnessError(f"link '{result['profile']}' out of tolerance{again}: " + "; ".join(bad)
+                           + steal_note(result["measured"]))
+
+
+def steal_note(measured: dict) -> str:
+    """' (the hypervisor stole 12% of this machine's CPU time meanwhile)' when it did (>= 1%)."""
+    steal = measured.get("host_steal_pct")
+    if steal is None or steal < STEAL_NOTE_PCT:
+        return ""
+    return (f" (the hypervisor stole {steal:.0f}% of this machine's CPU time meanwhile: "
+            f"shaped rates are not to be trusted while it does)")
 
 
 def summary_line(c: dict) -> str:
@@ -182,7 +202,7 @@ def summary_line(c: dict) -> str:
     return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
             f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
             f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
-            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}{again}")
+            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}{again}{'' if c['ok'] else steal_note(m)}")
 
 
 def format_table(results: list[dict]) -> str:

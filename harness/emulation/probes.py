@@ -21,6 +21,8 @@ PING_INTERVAL_S = 0.2
 MIN_RTT_PROBES = 10
 WATCH_S = 0.2                    # how often a running probe checks its helpers
 UDP_HEADERS_B = 8 + 20 + 14       # UDP + IPv4 + Ethernet: what HTB counts besides the payload
+UDP_MAX_PPS = 2000               # datagrams per second the UDP probe aims at, at most
+UDP_PAYLOAD_B = (64, 1400)       # smallest and largest datagram payload, bytes
 
 
 def measure_rtt(link, count: int = MIN_RTT_PROBES) -> dict:
@@ -127,10 +129,21 @@ def measure_goodput(link, direction: str, seconds: float, omit_s: int) -> dict:
             "interval_mbps": [round(v, 3) for v in per_s]}
 
 
-def measure_udp(link, direction: str, rate_mbps: float, packets: int, payload_b: int = 64) -> dict:
+def udp_payload_b(rate_mbps: float) -> int:
+    """Datagram payload for a UDP probe at `rate_mbps`: small datagrams on slow links (enough
+    of them per second), larger ones on fast links so the stream stays near UDP_MAX_PPS.
+    64-byte datagrams at 15 Mbit/s are 17,700 a second: a host that pauses the receiver for
+    8 ms (measured with a CPU hog) then overflows its socket buffer, and the probe reports
+    2-10% loss on a link configured loss-free."""
+    payload = rate_mbps * 1e6 / 8 / UDP_MAX_PPS - UDP_HEADERS_B
+    return int(min(max(payload, UDP_PAYLOAD_B[0]), UDP_PAYLOAD_B[1]))
+
+
+def measure_udp(link, direction: str, rate_mbps: float, packets: int) -> dict:
     """Loss and jitter one way: `packets` UDP datagrams at `rate_mbps` (on the wire, below
     the link's rate so the queue never drops); the receiver counts the lost ones and computes
     the RFC 3550 interarrival jitter."""
+    payload_b = udp_payload_b(rate_mbps)
     pps = rate_mbps * 1e6 / 8 / (payload_b + UDP_HEADERS_B)
     seconds = max(1.0, 1.5 * packets / pps)      # iperf3 paces small datagrams ~25% slow
     extra = ["-u", "-l", str(payload_b), "-b", f"{rate_mbps * payload_b / (payload_b + UDP_HEADERS_B):.4f}M",
@@ -138,4 +151,4 @@ def measure_udp(link, direction: str, rate_mbps: float, packets: int, payload_b:
     s = _iperf3(link, direction, extra, seconds + 30)["end"]["sum"]
     return {"loss_pct": float(s["lost_percent"]), "lost": int(s["lost_packets"]),
             "packets": int(s["packets"]), "jitter_ms": float(s["jitter_ms"]),
-            "pps": round(pps, 1), "seconds": round(seconds, 1)}
+            "pps": round(pps, 1), "payload_b": payload_b, "seconds": round(seconds, 1)}
