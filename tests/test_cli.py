@@ -30,6 +30,8 @@ def run_cli(*args, timeout=300):
     (["run", "scenarios/ci.yaml", "--loopback", "--set", "links=[../up]"], "../up: no such file"),
     (["run", "scenarios/ci.yaml", "--loopback", "--set", "name=../up"], "name: '../up'"),
     (["run"], "SCENARIO_FILE"),
+    (["predict", "--edge-device", "tpu9"], "device profile 'tpu9': unknown"),
+    (["predict", "--cloud-device", "/nonexistent/gpu.yaml"], "/nonexistent/gpu.yaml"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, needle):
     proc = run_cli(*args)
@@ -88,3 +90,13 @@ def test_loopback_scenario_run_prints_cis_and_shares_end_to_end_accuracy(tmp_pat
     assert acc["split"]["final_acc"] == acc["edge"]["final_acc"]
     assert "trained once for split, cloud and edge" in acc["edge"]["acc_source"]
     assert "trained once" not in acc["hierarchical"]["acc_source"]
+
+
+def test_list_shows_device_profiles_and_their_modelled_targets():
+    proc = run_cli("list")
+    assert proc.returncode == 0, proc.stderr
+    assert "device profiles (topologies/devices/):" in proc.stdout
+    assert "rpi4" in proc.stdout and "4.8 GFLOP/s sustained" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if line.strip().startswith("vgg16@conv4")]
+    assert len(rows) == 5 and all("edge" in r and "head" in r and "cloud" in r for r in rows)
+    assert "MODELLED" in proc.stdout

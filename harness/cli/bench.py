@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -132,6 +133,33 @@ def list_cmd() -> None:
     click.echo("models and split points:")
     for arch in ARCHS:
         click.echo(f"  {arch}: {', '.join(split_points(arch))}")
+    _list_devices()
+
+
+def _list_devices(width: float = 0.25, dataset: str = "fashion_mnist", batch: int = 64) -> None:
+    """Device profiles and their modelled per-batch compute for each model's default split."""
+    from harness.catalog import ARCHS, DEFAULT_SPLIT
+    from harness.emulation.devices import all_devices
+    from harness.predict.targets import PARTS, part_targets
+    devices = all_devices()
+    click.echo("device profiles (topologies/devices/):")
+    for device in devices.values():
+        click.echo(f"  {device.describe()}")
+    click.echo(f"target compute per batch, MODELLED (training FLOPs from torch's counter / "
+               f"sustained rate), {dataset}, width {width:g}, batch {batch}, at each model's "
+               f"default split:")
+    for arch in ARCHS:
+        split = DEFAULT_SPLIT[arch]
+        for device in devices.values():
+            t = part_targets(device, arch, width, dataset, batch, split)
+            click.echo(f"  {arch + '@' + split:<18} {device.name:<12} "
+                       + ", ".join(f"{p} {_ms(t[p]['target_s'])}" for p in PARTS))
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds with three significant digits, never in exponent form."""
+    ms = seconds * 1e3
+    return f"{ms:>8.{max(0, 2 - math.floor(math.log10(ms))) if ms > 0 else 0}f} ms"
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))

@@ -18,19 +18,25 @@ import click
 @click.option("--codecs", default="fp32", show_default=True, help="comma list: fp32,fp16,int8")
 @click.option("--edge-cores", default=0.5, show_default=True, type=float)
 @click.option("--cloud-cores", default=1.0, show_default=True, type=float)
+@click.option("--edge-device", default=None, help="device profile (name or .yaml path) for "
+              "the edge: replaces --edge-cores with the device's modelled speed")
+@click.option("--cloud-device", default=None, help="device profile for the cloud: replaces "
+              "--cloud-cores")
 @click.option("--max-edge-mib", default=None, type=float, help="edge memory limit (MiB)")
 @click.option("--paper", is_flag=True,
               help="paper scale: full-width models, CIFAR-10, 50,000 samples (781 batches)")
 @click.option("--plot", "plot_path", default=None, help="PNG: runtime vs split point per link")
 def predict(archs, width, dataset, batch_size, batches, links, codecs, edge_cores,
-            cloud_cores, max_edge_mib, paper, plot_path) -> None:
+            cloud_cores, edge_device, cloud_device, max_edge_mib, paper, plot_path) -> None:
     """Model prediction: rank split points per link; predicted runtime and gains."""
+    from harness.emulation.devices import load_device
     from harness.predict.report import report
+    devices = tuple(load_device(d) if d else None for d in (edge_device, cloud_device))
     if paper:
         width, dataset, batches = 1.0, "cifar10", 50_000 // batch_size
     report(list(archs), width, dataset, batch_size, batches, links.split(","),
            codecs.split(","), edge_cores, cloud_cores, max_edge_mib, paper, plot_path,
-           echo=click.echo)
+           echo=click.echo, devices=devices)
 
 
 COMMANDS = (predict,)

@@ -10,17 +10,21 @@ from harness.catalog import ARCHS
 from harness.emulation.links import load_profile
 from harness.errors import HarnessError
 from harness.predict.splits import PAPER_GAINS, profiles_for, rank_splits
+from harness.predict.targets import cores_needed, device_costs, host_gflops
 from harness.train.data import SPECS
 from harness.train.models import split_report
 
 LABEL = ("MODEL PREDICTION (not a measurement): per-block compute measured on this machine "
-         "(medians, cached), link rates and delays from the profiles, formulas of "
-         "harness/predict/runtime.py")
+         "(medians, cached) or, for a named device, FLOPs / its sustained rate; link rates and "
+         "delays from the profiles; formulas of harness/predict/runtime.py")
 
 
 def report(archs, width, dataset, batch, n, links, codecs, edge_cores, cloud_cores,
-           max_edge_mib, paper, plot_path, echo=print) -> pd.DataFrame:
-    """Print the ranking of split points per (arch, link, codec); return all predictions."""
+           max_edge_mib, paper, plot_path, echo=print, devices=(None, None)) -> pd.DataFrame:
+    """Print the ranking of split points per (arch, link, codec); return all predictions.
+
+    `devices` (edge, cloud): a DeviceProfile replaces that side's measured block costs with
+    FLOPs / the device's sustained rate, and its CPU share with the device itself."""
     for arch in archs:
         if arch not in ARCHS:
             raise HarnessError(f"unknown model '{arch}' (known: {', '.join(ARCHS)})")
@@ -29,11 +33,14 @@ def report(archs, width, dataset, batch, n, links, codecs, edge_cores, cloud_cor
     profiles = {name: load_profile(name) for name in links}
     spec = SPECS[dataset]
     echo(LABEL)
-    echo(f"{dataset}, width {width:g}, batch {batch}, {n} batches, edge {edge_cores:g} core(s), "
-         f"cloud {cloud_cores:g} core(s)")
+    sides = [f"{role} device {d.name} ({d.sustained_gflops:g} GFLOP/s sustained, modelled)"
+             if d else f"{role} {cores:g} core(s) of this machine"
+             for role, d, cores in (("edge", devices[0], edge_cores), ("cloud", devices[1], cloud_cores))]
+    echo(f"{dataset}, width {width:g}, batch {batch}, {n} batches, {sides[0]}, {sides[1]}")
+    edge_cores, cloud_cores = (1.0 if devices[0] else edge_cores), (1.0 if devices[1] else cloud_cores)
     rows = []
     for arch in archs:
-        profs = profiles_for(arch, width, dataset, batch, 1, 1)
+        profs = _with_devices(profiles_for(arch, width, dataset, batch, 1, 1), devices, arch, echo)
         params = {r.split: (r.edge_params, r.head_params) for r in split_report(
             arch, width=width, in_channels=spec.channels, num_classes=spec.num_classes,
             image_size=spec.image_size)}
@@ -54,6 +61,19 @@ def report(archs, width, dataset, batch, n, links, codecs, edge_cores, cloud_cor
         _plot(table, plot_path)
         echo(f"plot: {plot_path}")
     return table
+
+
+def _with_devices(profs: tuple[dict, dict], devices, arch: str, echo) -> tuple[dict, dict]:
+    """Each side's block costs from its device profile, when one is named; says what that
+    device would need of this machine."""
+    out = list(profs)
+    for i, device in enumerate(devices):
+        if device is not None:
+            echo(f"{arch}: {device.name} = {cores_needed(device, profs[i]):.2f} cores of this "
+                 f"machine (which trains {arch} at {host_gflops(profs[i]):.1f} GFLOP/s per core, "
+                 f"measured)")
+            out[i] = device_costs(profs[i], device)
+    return out[0], out[1]
 
 
 def _row(arch, link, codec, r, rank) -> dict:

@@ -1,0 +1,63 @@
+"""Device profiles turned into per-batch compute times, and what this machine must give for them.
+
+    python run_bench.py list                                      # targets per device and part
+    python run_bench.py predict --edge-device rpi4 --cloud-device v100
+
+A device's time for a part is that part's training FLOPs per batch (predict.flops, torch's
+counter) divided by the device's sustained GFLOP/s (emulation.devices): a *modelled* number,
+labelled so wherever it is printed. This machine's own throughput on the same parts comes from
+the timed, cached block costs (predict.costs): the cores a device needs here is its sustained
+rate over this machine's rate per core; more cores than the machine has means the device can
+only be emulated with time dilation (DESIGN.md section 9).
+"""
+from __future__ import annotations
+
+from harness.emulation.devices import DeviceProfile
+from harness.predict.flops import block_flops, part_flops, target_seconds
+
+PARTS = ("edge", "head", "cloud")
+
+
+def part_targets(device: DeviceProfile, arch: str, width: float, dataset: str, batch: int,
+                 split: str) -> dict:
+    """{part: {"flops": training FLOPs per batch, "target_s": seconds on `device`}}."""
+    counted = part_flops(arch, width, dataset, batch, split)
+    return {part: {"flops": counted[part]["total_train"],
+                   "target_s": target_seconds(counted[part]["total_train"], device.sustained_gflops)}
+            for part in PARTS}
+
+
+def host_gflops(measured: dict) -> float:
+    """This machine's training GFLOP/s on a whole model: counted FLOPs / timed seconds of one
+    batch (forward + backward and SGD step of every block, at the profile's thread count)."""
+    counted = block_flops(measured["arch"], measured["width"], measured["dataset"],
+                          measured["batch_size"])
+    flops = sum(b["fwd"] + b["bwd"] for b in counted["blocks"])
+    seconds = sum(b["forward_s"] + b["backward_step_s"] for b in measured["blocks"])
+    return flops / seconds / 1e9
+
+
+def cores_needed(device: DeviceProfile, measured: dict) -> float:
+    """CPU cores of this machine that compute as fast as `device` (measured at 1 thread)."""
+    return device.sustained_gflops / (host_gflops(measured) / measured["threads"])
+
+
+def device_costs(measured: dict, device: DeviceProfile) -> dict:
+    """A block-cost profile shaped like predict.costs.measure's, with every time modelled as
+    FLOPs / the device's sustained rate; the runtime model reads it unchanged (threads 1, so
+    no CPU-share slowdown applies). Preprocessing has no FLOP count: this machine's time for
+    it is scaled by the ratio of the two throughputs."""
+    counted = block_flops(measured["arch"], measured["width"], measured["dataset"],
+                          measured["batch_size"])
+    rate = device.sustained_gflops
+
+    def seconds(row: dict) -> dict:
+        return {"forward_s": target_seconds(row["fwd"], rate),
+                "backward_step_s": target_seconds(row["bwd"], rate)}
+    assert [b["block"] for b in measured["blocks"]] == [b["block"] for b in counted["blocks"]]
+    blocks = [{**timed, **seconds(row)} for timed, row in zip(measured["blocks"], counted["blocks"])]
+    return {**measured, "threads": 1, "blocks": blocks,
+            "heads": {name: seconds(row) for name, row in counted["heads"].items()},
+            "preprocess_s": measured["preprocess_s"] * host_gflops(measured) / rate,
+            "machine": f"device profile '{device.name}' (modelled: FLOPs / "
+                       f"{rate:g} GFLOP/s sustained)", "statistic": "modelled", "device": device.name}
