@@ -5,6 +5,7 @@
 A scenario is one YAML file; `--set key=value` overrides a dotted key before validation; any
 error names the field. `model.arch`, `model.split`, `codec`, `methods` and `links` may be lists
 (a sweep); `Scenario.cases()` expands the matrix into `Case`s, one per worker pair.
+It is longer than 300 lines: the whole scenario schema and its validation, read together.
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ class ComputeConfig:
     cloud_cores: float = 1.0
     edge_threads: int = 1             # torch intra-op threads per worker
     cloud_threads: int = 1
+    edge_device: str | None = None    # device profile: its share is calibrated, not *_cores
+    cloud_device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Tolerances:
     loss_abs_pct: float = 0.3         # |measured - configured| loss, percentage points
     jitter_rel: float = 0.3           # |measured - expected| <= jitter_rel * expected + abs
     jitter_abs_ms: float = 0.5
+    compute_rel: float = 0.10         # |measured / device target - 1| per batch, at most
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,7 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (s.repetitions >= 1, "repetitions", "must be >= 1"),
         (0 < s.tolerances.goodput_ratio <= 1, "tolerances.goodput_ratio", "must be in (0, 1]"),
         (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),
+        (0 < s.tolerances.compute_rel < 1, "tolerances.compute_rel", "must be in (0, 1)"),
         (s.measure.timing_batches is None or s.measure.timing_batches >= 2,
          "measure.timing_batches", "must be >= 2"),
         (s.measure.min_batches >= 2, "measure.min_batches", "must be >= 2"),

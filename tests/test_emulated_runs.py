@@ -195,3 +195,33 @@ def test_sigint_harness_mid_run(tmp_path):
     assert "interrupted" in err.strip().splitlines()[-1]
     state = json.loads((run_dir_of(tmp_path) / "run_status.json").read_text())
     assert state["state"] == "partial" and state["reason"] == "interrupted"
+
+
+def test_an_edge_device_is_calibrated_and_a_too_fast_cloud_device_refused(tmp_path):
+    """compute.edge_device: the edge host's share is set so that its training step takes the
+    device's modelled time, within the tolerance, and recorded; a cloud device this machine
+    cannot match is refused in one line naming the cores it would need."""
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    proc = start_run(ok, scenario(ok, **{"methods": ["hierarchical"], "compute.edge_device": "rpi4"}))
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(ok)
+    check = json.loads((run_dir / "links" / "3g" / "computecheck.json").read_text())
+    row = check["roles"]["edge"]["rows"][0]
+    print(f"\nrpi4 edge, vgg16@conv7: target {row['target_s'] * 1e3:.1f} ms, measured "
+          f"{row['measured_s'] * 1e3:.1f} ms at {row['cores']:.3f} core; rounds {row['rounds']}")
+    assert check["ok"] and abs(row["ratio"] - 1) <= 0.10 and 0 < row["cores"] < 1
+    # the first round runs at what the host may have: 1 core at most, here 2 - 0.5 - 1 (cloud)
+    assert 0 < row["rounds"][0]["cores"] <= 1.0 and row["rounds"][0]["median_s"] < row["measured_s"]
+    info = next(json.loads((d / "case_info.json").read_text()) for d in run_dir.iterdir()
+                if (d / "case_info.json").exists())
+    assert info["predicted_s"] > 0
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    proc = start_run(bad, scenario(bad, **{"methods": ["hierarchical"], "compute.cloud_device": "v100"}))
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode != 0 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "compute.cloud_device: v100 would need" in line and "time dilation" in line, err

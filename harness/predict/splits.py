@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from harness.config import Case
 from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
+from harness.emulation.devices import load_device
+from harness.predict.targets import device_costs
 from harness.predict.runtime import LinkRates, Prediction, costs_from_profile, predict, sizes_for
 from harness.train.data import SPECS
 
@@ -49,10 +51,14 @@ def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1) -> Pred
     """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
     train from its cache)."""
     c, m = case.compute, case.model
-    profs = profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
-                         c.edge_threads, c.cloud_threads)
-    return predict_for(profs, m.split, case.dataset.name, case.method, case.codec, link,
-                       c.edge_cores, c.cloud_cores, case.training.batch_size, n, epochs)
+    profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
+                              c.edge_threads, c.cloud_threads))
+    cores = [c.edge_cores, c.cloud_cores]
+    for i, name in enumerate((c.edge_device, c.cloud_device)):
+        if name is not None:      # the device's modelled times, as its host is calibrated to
+            profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0
+    return predict_for(tuple(profs), m.split, case.dataset.name, case.method, case.codec, link,
+                       cores[0], cores[1], case.training.batch_size, n, epochs)
 
 
 @dataclass(frozen=True)

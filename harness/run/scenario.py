@@ -29,7 +29,7 @@ from harness.run.case import evaluate_case, run_case, write_status
 from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run import rundir
-from harness.run.progress import Progress
+from harness.run.progress import Progress, steady_text
 from harness.run.rundir import new_run_dir, write_state
 from harness.run.window import Window
 from harness.train.batches import batches_per_epoch, load_case_data
@@ -65,6 +65,10 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
     if not opts.emulate:
         # No shaping: one unshaped "link", named for what it is, never a profile's name.
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
+    from harness.run.computecheck import devices_of
+    if devices_of(scenario.compute) and not opts.emulate:    # also checks the names
+        raise HarnessError("compute.*_device: a device profile needs emulated CPU shares; "
+                           "--loopback cannot give them")
     train, test = load_case_data(scenario.cases()[0])
     if opts.emulate:
         from harness.emulation.doctor import checks, emulation_ok
@@ -150,22 +154,13 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
     (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s']:.2f} s for {totals['steps']} "
-                    f"batches{_steady_text(info['steady'])}, final acc {acc['final_acc']:.4f}")
-
-
-def _steady_text(s: dict) -> str:
-    """'; steady 0.812 s/batch +- 3.1%, 100 batches est. 81.4 +- 2.5 s' (when measured)."""
-    if not s or s.get("interval_s") is None or s["interval_s"] != s["interval_s"]:
-        return ""
-    rel = s["interval_ci_s"] / s["interval_s"]
-    ci = "CI n/a" if rel != rel else f"+- {rel:.1%}"
-    return (f"; steady {s['interval_s']:.3f} s/batch {ci}, full budget est. {s['est_s']:.1f}"
-            + ("" if s["est_ci_s"] != s["est_ci_s"] else f" +- {s['est_ci_s']:.1f}") + " s")
+                    f"batches{steady_text(info['steady'])}, final acc {acc['final_acc']:.4f}")
 
 
 def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
     """Per link profile with cases to run: one topology, calibrated first, its cases inside."""
     from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
+    from harness.run.computecheck import check_compute
     scenario, opts = run.scenario, run.opts
     for link_name in scenario.links:
         cases = [entry for entry in todo if entry[1].link == link_name]
@@ -184,16 +179,19 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             if not opts.quiet:
                 opts.echo(summary_line(check))
             require_ok(check)
-            _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name])
+            shares = check_compute(link, scenario, rundir.link_dir(run.run_dir, link_name), opts)
+            _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name], shares)
 
 
 def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: dict | None,
-               link_profile) -> None:
+               link_profile, shares: Callable | None = None) -> None:
     """Cases and repetitions on one link, in plan order; a failed case is recorded and the
-    sweep goes on (unless --stop-on-failure)."""
+    sweep goes on (unless --stop-on-failure). `shares(case)` sets calibrated CPU shares."""
     for name, case, rep in cases:
         case_dir = run.run_dir / name
         try:
+            if shares is not None:
+                shares(case)
             run_one(run, case, case_dir, launcher, rep, link_profile)
         except HarnessError as exc:
             if case_dir.is_dir():     # run_case wrote why; a failure after it must say so too

@@ -1,0 +1,230 @@
+"""Compute calibration: each host's per-batch training time under its CPU share, measured in
+the emulated host, set to a device profile's target.
+
+    compute: {edge_device: rpi4}      # in a scenario; `run` then calibrates after each link
+
+A device's target per batch is its part's training FLOPs over its sustained rate
+(predict.targets): the edge part and exit head for the edge, the cloud part for the cloud, at
+each (model, split) of the scenario. A probe (harness.train.steptime) imports torch outside the
+host's cgroup, is moved into it, and times the hierarchical worker's step of that part. Per
+host and (model, split): a round at one full core, then the share set to (that time / target)
+cores and measured; off the target by more than `tolerances.compute_rel`, the share is scaled
+by the ratio once and measured again; still off, the run stops with the figures. Each case
+then runs at its model's share (one share does not fit two models: measured 0.195 core gave
+ResNet-18 +8% and VGG-16 +29% against their targets). CFS needs at least
+1 ms of quota per period, so a share under 0.1 core gets a longer period. A device faster
+than the cores this machine can give a host is refused with the cores it would need: time
+dilation (DESIGN.md section 9) is not implemented yet. Written to links/<link>/computecheck.json.
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from harness.emulation.devices import load_device
+from harness.emulation.plan import CFS_PERIOD_US
+from harness.errors import HarnessError
+from harness.paths import REPO
+from harness.predict.targets import part_targets
+from harness.run.launchers import MininetLauncher
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+MIN_QUOTA_US = 1000            # CFS: less than 1 ms of quota per period starves the group
+PROBE_BATCHES = 8              # timed batches per round (their median is the figure)
+PROBE_START_S = 180            # building the model before READY, at full speed
+PROBE_ROUND_S = 600            # one round, at the slowest share
+HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
+ROLE_PARTS = {"edge": ("edge", "head"), "cloud": ("cloud",)}
+
+
+def devices_of(compute) -> dict:
+    """{role: DeviceProfile} for the roles whose compute.<role>_device is set."""
+    out = {}
+    for role in ("edge", "cloud"):
+        name = getattr(compute, f"{role}_device")
+        if name is not None:
+            try:
+                out[role] = load_device(name)
+            except HarnessError as exc:
+                raise HarnessError(f"compute.{role}_device: {exc}") from None
+    return out
+
+
+def cfs_quota(cores: float) -> tuple[int, int]:
+    """(period, quota) in microseconds for `cores` cores: the usual period, longer when the
+    quota would be under 1 ms (0.05 core: 20 ms periods of 1 ms)."""
+    period = max(CFS_PERIOD_US, math.ceil(MIN_QUOTA_US / cores))
+    return period, max(MIN_QUOTA_US, round(cores * period))
+
+
+def set_share(role: str, cores: float) -> dict:
+    """Give the host's CPU cgroup `cores` cores (quota/period), with >= 1 ms of quota."""
+    period, quota = cfs_quota(cores)
+    base = CGROUP_CPU / role
+    (base / "cpu.cfs_period_us").write_text(str(period))
+    (base / "cpu.cfs_quota_us").write_text(str(quota))
+    return {"cores": quota / period, "period_us": period, "quota_us": quota}
+
+
+class Probe:
+    """A probe process in a host: built at full speed, then moved into the host's cgroup."""
+
+    def __init__(self, link, role: str, scenario, arch: str, split: str, threads: int):
+        self.link, self.role, self.lines = link, role, queue.Queue()
+        part = "edge" if role == "edge" else "cloud"
+        argv = [sys.executable, "-m", "harness.train.steptime", "--arch", arch, "--width",
+                f"{scenario.model.width:g}", "--dataset", scenario.dataset.name, "--batch",
+                str(scenario.training.batch_size), "--split", split, "--part", part,
+                "--threads", str(threads), "--serve"]
+        self.proc = link.popen(role, argv, cgroup=False, stdin=subprocess.PIPE, text=True,
+                               cwd=str(REPO))
+        threading.Thread(target=self._read, daemon=True).start()
+        if self._line(PROBE_START_S) != "READY":
+            raise HarnessError(f"compute probe in {role} did not start: {self._stderr()}")
+        MininetLauncher.join(role, self.proc.pid)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def _line(self, timeout_s: float) -> str | None:
+        try:
+            return self.lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise HarnessError(f"compute probe in {self.role}: no answer within "
+                               f"{timeout_s:.0f} s") from None
+
+    def _stderr(self) -> str:
+        self.link.kill(self.proc)
+        return (self.proc.stderr.read() or "").strip()[-300:] or "no output"
+
+    def measure(self) -> float:
+        """Median seconds per batch of one round under the current share."""
+        self.proc.stdin.write(f"measure {PROBE_BATCHES}\n")
+        self.proc.stdin.flush()
+        line = self._line(PROBE_ROUND_S)
+        if line is None:
+            raise HarnessError(f"compute probe in {self.role} died: {self._stderr()}")
+        return json.loads(line)["median_s"]
+
+    def close(self) -> None:
+        self.link.kill(self.proc)
+
+
+def _target(device, scenario, arch: str, split: str, role: str) -> float:
+    t = part_targets(device, arch, scenario.model.width, scenario.dataset.name,
+                     scenario.training.batch_size, split)
+    return sum(t[part]["target_s"] for part in ROLE_PARTS[role])
+
+
+def calibrate_pair(link, scenario, role: str, device, max_cores: float, arch: str,
+                   split: str) -> dict:
+    """Find and check the share that makes this host compute `arch`@`split` like `device`."""
+    tol = scenario.tolerances.compute_rel
+    target = _target(device, scenario, arch, split, role)
+    full_cores = min(1.0, max_cores)
+    row = {"arch": arch, "split": split, "parts": "+".join(ROLE_PARTS[role]),
+           "target_s": target, "rounds": []}
+    probe = Probe(link, role, scenario, arch, split, getattr(scenario.compute, f"{role}_threads"))
+    try:
+        set_share(role, full_cores)
+        full = probe.measure()
+        row["rounds"].append({"cores": full_cores, "median_s": full})
+        wanted = full * full_cores / target
+        if wanted > max_cores:
+            raise HarnessError(
+                f"compute.{role}_device: {device.name} would need {wanted:.1f} cores of this "
+                f"machine for {arch}@{split} (target {target * 1e3:.3g} ms per batch, "
+                f"{full * 1e3:.3g} ms at {full_cores:g} core); at most {max_cores:.2f} can be "
+                f"given to the {role}: time dilation is not implemented yet, so choose a "
+                f"slower device or leave it out")
+        share = set_share(role, wanted)
+        for attempt in range(2):          # the share, then once more scaled by the miss
+            measured = probe.measure()
+            ratio = measured / target
+            row["rounds"].append({**share, "median_s": measured, "ratio": ratio})
+            if abs(ratio - 1) <= tol or attempt == 1:
+                break
+            share = set_share(role, min(max_cores, share["cores"] * ratio))
+    finally:
+        probe.close()
+    return {**row, "measured_s": measured, "ratio": ratio, "ok": abs(ratio - 1) <= tol, **share}
+
+
+def calibrate_compute(link, scenario) -> dict | None:
+    """Compute calibration of each host with a device profile, per (model, split) of the
+    scenario (None when no device is named): one share does not fit every model, since the
+    FLOP count leaves out memory-bound work whose share differs between models."""
+    devices = devices_of(scenario.compute)
+    if not devices:
+        return None
+    ncpu = link.emulation.get("cpu_count", 1)
+    pairs = sorted({(c.model.arch, c.model.split) for c in scenario.cases()})
+    result = {"roles": {}, "method": f"the worker's step timed in the host under its CFS "
+                                      f"share, median of {PROBE_BATCHES} batches"}
+    for role, device in devices.items():
+        other = "cloud" if role == "edge" else "edge"
+        others = 0.0 if other in devices else getattr(scenario.compute, f"{other}_cores")
+        threads = getattr(scenario.compute, f"{role}_threads")
+        max_cores = max(0.0, min(threads, ncpu - HOST_CORES_LEFT - others))
+        rows = [calibrate_pair(link, scenario, role, device, max_cores, arch, split)
+                for arch, split in pairs]
+        result["roles"][role] = {"device": device.to_dict(), "threads": threads, "rows": rows,
+                                 "ok": all(r["ok"] for r in rows),
+                                 "tolerance_rel": scenario.tolerances.compute_rel}
+    result["ok"] = all(r["ok"] for r in result["roles"].values())
+    return result
+
+
+def share_setter(result: dict, link):
+    """A function giving each host, before a case, the share calibrated for its model."""
+    shares = {(role, row["arch"], row["split"]): row["cores"]
+              for role, r in result["roles"].items() for row in r["rows"]}
+
+    def apply(case) -> None:
+        for role in result["roles"]:
+            share = set_share(role, shares[(role, case.model.arch, case.model.split)])
+            link.emulation[f"{role}_cfs_cores"] = share["cores"]
+    return apply
+
+
+def check_compute(link, scenario, link_dir: Path, opts):
+    """Calibrate, write computecheck.json, print the lines, stop the run if off target;
+    returns the per-case share setter (None when the scenario names no device)."""
+    result = calibrate_compute(link, scenario)
+    if result is None:
+        return None
+    (link_dir / "computecheck.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not opts.quiet:
+        for line in summary_lines(result):
+            opts.echo(line)
+    require_ok(result)
+    return share_setter(result, link)
+
+
+def summary_lines(result: dict) -> list[str]:
+    """'compute edge = rpi4: vgg16@conv4 edge+head target 527 ms, measured 540 ms at 0.165
+    core (+2.5%): ok' per (role, model)."""
+    lines = []
+    for role, r in result["roles"].items():
+        for row in r["rows"]:
+            lines.append(f"compute {role} = {r['device']['name']}: {row['arch']}@{row['split']} "
+                         f"{row['parts']} target {row['target_s'] * 1e3:.4g} ms/batch, measured "
+                         f"{row['measured_s'] * 1e3:.4g} ms at {row['cores']:.3f} core "
+                         f"({row['ratio'] - 1:+.1%}): {'ok' if row['ok'] else 'OUT OF TOLERANCE'}")
+    return lines
+
+
+def require_ok(result: dict) -> None:
+    """HarnessError naming each (role, model) off its device's target."""
+    bad = [line for line in summary_lines(result) if line.endswith("OUT OF TOLERANCE")]
+    if bad:
+        raise HarnessError("compute calibration failed: " + "; ".join(
+            b.replace(": OUT OF TOLERANCE", "") for b in bad)
+            + f" (want within {100 * next(iter(result['roles'].values()))['tolerance_rel']:g}%)")
