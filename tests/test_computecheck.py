@@ -39,3 +39,26 @@ def test_summary_and_refusal_name_target_measured_share_and_miss():
     with pytest.raises(HarnessError, match=r"measured 340.2 ms at 0.230 core \(\+29.1%\) "
                                            r"\(want within 10%\)"):
         require_ok(_result(1.291))
+
+
+def test_measured_factors_scale_each_side_of_the_prediction():
+    from harness.config import Case, DatasetConfig, ModelConfig, TrainConfig
+    from harness.emulation.links import load_profile
+    from harness.predict.runtime import Costs, scaled
+    from harness.predict.splits import predict_case, role_step_s
+    from harness.run.computecheck import model_factors
+    c = scaled(Costs(1, 2, 3, 4, 5, 6), 2.0, 0.5)
+    assert (c.edge_fwd_s, c.edge_bwd_s, c.head_s, c.cloud_s, c.full_edge_s, c.full_cloud_s) == \
+        (2, 4, 6, 2, 10, 3)
+    case = Case(DatasetConfig(), ModelConfig(arch="vgg16", split="conv4"), TrainConfig(batch_size=32),
+                ComputeConfig(edge_cores=0.5), "edge", link="3g")
+    memo = {"result": {"model_factors": {"vgg16@conv4": {
+        "edge": {"factor": 1.25}, "cloud": {"factor": 1.0}}}}}
+    factors = model_factors(memo, case)
+    assert factors == {"edge": 1.25, "cloud": 1.0}
+    assert model_factors({}, case) is None
+    link = load_profile("3g")
+    plain, corrected = predict_case(case, link, 10), predict_case(case, link, 10, factors=factors)
+    assert corrected.total_s == pytest.approx(1.25 * plain.total_s)   # edge-only: all edge compute
+    steps = role_step_s(case)
+    assert steps["edge"] > 0 and steps["cloud"] > 0

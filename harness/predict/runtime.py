@@ -54,6 +54,13 @@ class Costs:
     full_cloud_s: float      # preprocessing + whole network step on the cloud
 
 
+def scaled(c: Costs, edge: float, cloud: float) -> Costs:
+    """Costs with each side's compute multiplied by a measured factor: per-batch time under
+    the host's CPU share over the model's linear estimate of it (run.computecheck)."""
+    return Costs(c.edge_fwd_s * edge, c.edge_bwd_s * edge, c.head_s * edge, c.cloud_s * cloud,
+                 c.full_edge_s * edge, c.full_cloud_s * cloud)
+
+
 @dataclass(frozen=True)
 class Sizes:
     """Bytes per batch on the wire (payload + framing)."""

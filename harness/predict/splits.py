@@ -14,7 +14,8 @@ from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
 from harness.emulation.devices import load_device
 from harness.predict.targets import device_costs
-from harness.predict.runtime import LinkRates, Prediction, costs_from_profile, predict, sizes_for
+from harness.predict.runtime import (LinkRates, Prediction, costs_from_profile, predict, scaled,
+                                     sizes_for)
 from harness.train.data import SPECS
 
 PAPER_GAINS = {"vgg16": -0.29, "resnet18": -0.61}   # runtime change vs baseline, CIFAR-10, 3G
@@ -39,17 +40,20 @@ def stored_bytes(dataset: str) -> int:
 
 def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: str, codec: str,
                 link: LinkProfile, edge_cores: float, cloud_cores: float, batch: int,
-                n: int, epochs: int = 1) -> Prediction:
-    """Predicted wall time of one method at one split over one link, for n batches/epoch."""
+                n: int, epochs: int = 1, factors: dict | None = None) -> Prediction:
+    """Predicted wall time of one method at one split over one link, for n batches/epoch;
+    `factors` ({"edge": f, "cloud": f}) scale each side's compute by a measured correction."""
     edge_prof, cloud_prof = arch_prof
     costs = costs_from_profile(edge_prof, cloud_prof, split, edge_cores, cloud_cores)
+    if factors:
+        costs = scaled(costs, factors.get("edge", 1.0), factors.get("cloud", 1.0))
     sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
     return predict(method, costs, sizes, LinkRates.from_profile(link), n, epochs)
 
 
-def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1) -> Prediction:
-    """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
-    train from its cache)."""
+def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
+    """(block costs per side, edge cores, cloud cores) the model uses for a case: measured on
+    this machine, or a named device's modelled times (then its side counts as one core)."""
     c, m = case.compute, case.model
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))
@@ -57,8 +61,24 @@ def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1) -> Pred
     for i, name in enumerate((c.edge_device, c.cloud_device)):
         if name is not None:      # the device's modelled times, as its host is calibrated to
             profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0
-    return predict_for(tuple(profs), m.split, case.dataset.name, case.method, case.codec, link,
-                       cores[0], cores[1], case.training.batch_size, n, epochs)
+    return (profs[0], profs[1]), cores[0], cores[1]
+
+
+def role_step_s(case: Case) -> dict:
+    """The model's per-batch seconds of each worker's hierarchical step for a case: edge part
+    and exit head (with preprocessing) on the edge, cloud part on the cloud."""
+    profs, edge_cores, cloud_cores = case_costs(case)
+    c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores)
+    return {"edge": c.edge_fwd_s + c.edge_bwd_s + c.head_s, "cloud": c.cloud_s}
+
+
+def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1,
+                 factors: dict | None = None) -> Prediction:
+    """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
+    train from its cache)."""
+    profs, edge_cores, cloud_cores = case_costs(case)
+    return predict_for(profs, case.model.split, case.dataset.name, case.method, case.codec, link,
+                       edge_cores, cloud_cores, case.training.batch_size, n, epochs, factors)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Compute calibration: each host's per-batch training time under its CPU share, measured in
 the emulated host, set to a device profile's target.
 
-    compute: {edge_device: rpi4}      # in a scenario; `run` then calibrates after each link
+    compute: {edge_device: rpi4}      # in a scenario; `run` calibrates after the first link's
 
 A device's target per batch is its part's training FLOPs over its sustained rate
 (predict.targets): the edge part and exit head for the edge, the cloud part for the cloud, at
@@ -14,7 +14,14 @@ then runs at its model's share (one share does not fit two models: measured 0.19
 ResNet-18 +8% and VGG-16 +29% against their targets). CFS needs at least
 1 ms of quota per period, so a share under 0.1 core gets a longer period. A device faster
 than the cores this machine can give a host is refused with the cores it would need: time
-dilation (DESIGN.md section 9) is not implemented yet. Written to links/<link>/computecheck.json.
+dilation (DESIGN.md section 9) is not implemented yet.
+
+Every emulated run (devices or not) also times both hosts' steps at once under their shares
+and divides by the runtime model's estimate, which scales one-core costs linearly by threads
+/ cores: CFS throttling makes a half-core step 7-28% slower than twice a full-core one
+(measured), the error of the model's compute-bound cases. Those factors scale the run's
+predictions. All of this runs once per run, on the first link's hosts (shares are this
+machine's cores, not a link's), and is written to each links/<link>/computecheck.json.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from harness.run.launchers import MininetLauncher
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 MIN_QUOTA_US = 1000            # CFS: less than 1 ms of quota per period starves the group
 PROBE_BATCHES = 8              # timed batches per round (their median is the figure)
+FACTOR_BATCHES = 6             # timed batches per round measuring the model's compute factor
 PROBE_START_S = 180            # building the model before READY, at full speed
 PROBE_ROUND_S = 600            # one round, at the slowest share
 HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
@@ -104,10 +112,16 @@ class Probe:
         self.link.kill(self.proc)
         return (self.proc.stderr.read() or "").strip()[-300:] or "no output"
 
-    def measure(self) -> float:
+    def measure(self, batches: int = PROBE_BATCHES) -> float:
         """Median seconds per batch of one round under the current share."""
-        self.proc.stdin.write(f"measure {PROBE_BATCHES}\n")
+        self.start_round(batches)
+        return self.result()
+
+    def start_round(self, batches: int) -> None:
+        self.proc.stdin.write(f"measure {batches}\n")
         self.proc.stdin.flush()
+
+    def result(self) -> float:
         line = self._line(PROBE_ROUND_S)
         if line is None:
             raise HarnessError(f"compute probe in {self.role} died: {self._stderr()}")
@@ -194,18 +208,64 @@ def share_setter(result: dict, link):
     return apply
 
 
-def check_compute(link, scenario, link_dir: Path, opts):
-    """Calibrate, write computecheck.json, print the lines, stop the run if off target;
-    returns the per-case share setter (None when the scenario names no device)."""
-    result = calibrate_compute(link, scenario)
-    if result is None:
-        return None
+def share_factors(link, scenario, setter) -> dict:
+    """Per (model, split): both hosts' hierarchical steps timed at once under their shares
+    (as in a case) over the runtime model's estimate of them, which scales a one-core cost
+    linearly by threads / cores. The measured ratio (`factor`) corrects the predictions."""
+    from harness.predict.splits import role_step_s
+    out = {}
+    for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
+        arch, split = case.model.arch, case.model.split
+        if setter is not None:
+            setter(case)
+        model = role_step_s(case)
+        probes = {}
+        try:
+            for role in ("edge", "cloud"):
+                probes[role] = Probe(link, role, scenario, arch, split,
+                                     getattr(scenario.compute, f"{role}_threads"))
+            for probe in probes.values():
+                probe.start_round(FACTOR_BATCHES)
+            measured = {role: probe.result() for role, probe in probes.items()}
+        finally:
+            for probe in probes.values():
+                probe.close()
+        out[f"{arch}@{split}"] = {role: {"measured_s": measured[role], "model_s": model[role],
+                                         "factor": measured[role] / model[role]}
+                                  for role in probes}
+    return out
+
+
+def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
+    """Device shares (calibrated) and the model's compute factors (measured), once per run on
+    the first link's hosts and reused on the others (the shares are numbers of this machine's
+    cores, not properties of a link); written to each link's computecheck.json. Stops the run
+    when a device is off target; returns the per-case share setter (None without devices)."""
+    if "result" not in memo:
+        result = calibrate_compute(link, scenario) or {"roles": {}, "ok": True}
+        if not opts.quiet:
+            for line in summary_lines(result):
+                opts.echo(line)
+        require_ok(result)
+        setter = share_setter(result, link) if result["roles"] else None
+        result["model_factors"] = share_factors(link, scenario, setter)
+        result["measured_on_link"] = link.profile.name
+        memo["result"] = result
+        if not opts.quiet:
+            for pair, roles in result["model_factors"].items():
+                opts.echo(f"compute under the CPU shares, {pair}: " + ", ".join(
+                    f"{role} {r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
+                    f"modelled (x{r['factor']:.2f})" for role, r in roles.items()))
+    result = memo["result"]
     (link_dir / "computecheck.json").write_text(json.dumps(result, indent=2) + "\n")
-    if not opts.quiet:
-        for line in summary_lines(result):
-            opts.echo(line)
-    require_ok(result)
-    return share_setter(result, link)
+    return share_setter(result, link) if result["roles"] else None
+
+
+def model_factors(memo: dict, case) -> dict | None:
+    """{"edge": f, "cloud": f} measured for the case's (model, split), None if not measured."""
+    pairs = memo.get("result", {}).get("model_factors", {})
+    found = pairs.get(f"{case.model.arch}@{case.model.split}")
+    return {role: r["factor"] for role, r in found.items()} if found else None
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -114,6 +114,7 @@ class Run:
     test: object
     progress: Progress | None = None  # made per sweep: it counts the cases left to run
     accuracy: dict | None = None      # (arch, split, codec, method) -> accuracy pass result
+    compute: dict = dataclasses.field(default_factory=dict)   # computecheck's, once per run
 
 
 def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profile=None) -> None:
@@ -138,13 +139,15 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
     if link_profile is not None:
         from harness.predict.splits import predict_case
+        from harness.run.computecheck import model_factors
         per_epoch = batches_per_epoch(case, len(train))
         for key, n, epochs in (("predicted_s", totals["steps"], 1),
                                ("predicted_full_s", per_epoch, case.training.epochs)):
-            pred = predict_case(case, link_profile, n, epochs)
+            pred = predict_case(case, link_profile, n, epochs, model_factors(run.compute, case))
             info[key] = pred.total_s
         info.update(predicted_bottleneck=pred.bottleneck, predicted_busy=pred.busy,
-                    predicted_by="runtime model (harness/predict/runtime.py)")
+                    predicted_by="runtime model (harness/predict/runtime.py), compute scaled by "
+                                 "the factors measured under the CPU shares (computecheck.json)")
     (case_dir / "case_info.json").write_text(json.dumps(info) + "\n")
     if run.accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
@@ -179,7 +182,8 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             if not opts.quiet:
                 opts.echo(summary_line(check))
             require_ok(check)
-            shares = check_compute(link, scenario, rundir.link_dir(run.run_dir, link_name), opts)
+            shares = check_compute(link, scenario, rundir.link_dir(run.run_dir, link_name), opts,
+                                   run.compute)
             _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name], shares)
 
 
