@@ -178,12 +178,12 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             check = calibrate(link, profiles[link_name], scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
-            write_linkcheck(rundir.link_dir(run.run_dir, link_name), check)
+            link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
+            write_linkcheck(link_dir, check)
             if not opts.quiet:
                 opts.echo(summary_line(check))
             require_ok(check)
-            shares = check_compute(link, scenario, rundir.link_dir(run.run_dir, link_name), opts,
-                                   run.compute)
+            shares = check_compute(link, scenario, link_dir, opts, run.compute)
             _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name], shares)
 
 
