@@ -21,7 +21,7 @@ import yaml
 
 from harness.catalog import ARCHS, CODECS, DATASETS, METHODS, OPTIMIZERS, split_points
 from harness.errors import HarnessError
-from harness.fields import check_type, section, str_list
+from harness.fields import check_type, section, str_list, top_mapping
 
 
 # Names that become a path component (scenario, profile, case label): what METRIC@LINK takes.
@@ -178,11 +178,7 @@ TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "m
 
 def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     """Validate a scenario mapping; every error names the offending field."""
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{source}: expected a mapping at the top level")
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise HarnessError(f"{source}: {key}: unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    top_mapping(raw, source, sorted(TOP_KEYS))
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         raise HarnessError(f"{source}: name: required, a non-empty string")
     name = check_name(raw["name"], f"{source}: name")

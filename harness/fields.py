@@ -38,6 +38,19 @@ def check_type(where: str, value: Any, annotation: str) -> Any:
     raise AssertionError(f"unhandled annotation {annotation}")
 
 
+def top_mapping(raw: Any, where: str, keys, required=()) -> dict:
+    """A YAML document's top level: a mapping with only `keys`, every `required` one present."""
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{where}: expected a mapping at the top level")
+    for key in raw:
+        if key not in keys:
+            raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(keys)})")
+    for key in required:
+        if key not in raw:
+            raise HarnessError(f"{where}: {key}: missing")
+    return raw
+
+
 def section(cls, raw: Any, where: str, removed: dict | None = None):
     """A dataclass from a mapping: unknown keys refused by name, each value checked."""
     removed = removed or {}

@@ -92,7 +92,7 @@ def test_unknown_name_lists_known():
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
-    with pytest.raises(HarnessError, match=r"nope\.yaml: no such file \(known devices: a100, "):
+    with pytest.raises(HarnessError, match=r"nope\.yaml: no such file \(known: a100, "):
         load_device(str(tmp_path / "nope.yaml"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("peak_gflops: [1,\n")

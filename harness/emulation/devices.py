@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harness.config import check_name, link_is_path
+from harness.config import check_name
+from harness.emulation.links import profile_file, read_yaml
 from harness.errors import HarnessError
-from harness.fields import check_type
+from harness.fields import check_type, top_mapping
 from harness.paths import REPO, TOPOLOGIES
 
 DEVICES = TOPOLOGIES / "devices"             # device profiles (YAML), one per file
@@ -64,23 +63,9 @@ def all_devices() -> dict[str, DeviceProfile]:
 
 def load_device(name_or_path: str | Path) -> DeviceProfile:
     """Load a device by name (`rpi4`) or by path to a .yaml file; errors name the field."""
-    text = str(name_or_path)
-    known = ", ".join(device_names())
-    if link_is_path(text):
-        path = Path(text)
-        if "\0" in text or not path.is_file():
-            raise HarnessError(f"device profile {text}: no such file (known devices: {known})")
-    else:
-        check_name(text, "device profile")
-        path = DEVICES / f"{text}.yaml"
-        if not path.is_file():
-            raise HarnessError(f"device profile '{text}': unknown (known: {known})")
+    path = profile_file(name_or_path, DEVICES, "device profile", device_names())
     where = _shown(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    device = parse_device(raw, where)
+    device = parse_device(read_yaml(path, where), where)
     if device.name != path.stem:
         raise HarnessError(f"{where}: name: must equal the file name '{path.stem}', "
                            f"got '{device.name}'")
@@ -89,14 +74,7 @@ def load_device(name_or_path: str | Path) -> DeviceProfile:
 
 def parse_device(raw: Any, where: str = "device") -> DeviceProfile:
     """Validate a device mapping into a DeviceProfile."""
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{where}: expected a mapping at the top level")
-    for key in raw:
-        if key not in DEVICE_KEYS:
-            raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(DEVICE_KEYS)})")
-    for key in DEVICE_KEYS:
-        if key not in raw:
-            raise HarnessError(f"{where}: {key}: missing")
+    top_mapping(raw, where, DEVICE_KEYS, DEVICE_KEYS)
     words = {key: check_type(f"{where}: {key}", raw[key], "str")
              for key in ("name", "kind", "accelerator")}
     check_name(words["name"], f"{where}: name")

@@ -19,7 +19,7 @@ import yaml
 
 from harness.config import check_name, link_is_path
 from harness.errors import HarnessError
-from harness.fields import check_type
+from harness.fields import check_type, top_mapping
 from harness.paths import TOPOLOGIES
 
 # TCP payload per Ethernet frame that HTB counts (MSS 1448 with timestamps, 1514 on the wire):
@@ -63,40 +63,44 @@ def list_profiles(directory: Path = TOPOLOGIES) -> list[str]:
     return sorted(p.stem for p in Path(directory).glob("*.yaml"))
 
 
+def profile_file(name_or_path: str | Path, folder: Path, what: str, known: list[str]) -> Path:
+    """The YAML file of a profile given by name (a file in `folder`) or by path (what
+    `link_is_path` says is one); errors name it and list the `known` names."""
+    text = str(name_or_path)
+    if link_is_path(text):
+        path = Path(text)
+        if "\0" in text or not path.is_file():
+            raise HarnessError(f"{what} {text}: no such file (known: {', '.join(known)})")
+        return path
+    check_name(text, what)
+    path = Path(folder) / f"{text}.yaml"
+    if not path.is_file():
+        raise HarnessError(f"{what} '{text}': unknown (known: {', '.join(known)})")
+    return path
+
+
+def read_yaml(path: Path, where: str) -> Any:
+    """A YAML file's content; a syntax error is one line naming `where`."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise HarnessError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def load_profile(name_or_path: str | Path) -> LinkProfile:
     """Load a profile by name (`3g`) or by path to a .yaml file; errors name the field.
 
     Results of a profile go under its own `name` field (`links/<name>/`, case labels), so that
     name must be one safe path component, whichever way the profile was given."""
-    text = str(name_or_path)
-    if link_is_path(text):
-        path = Path(text)
-        if "\0" in text or not path.is_file():
-            raise HarnessError(f"link profile {text}: no such file")
-    else:
-        check_name(text, "link profile")
-        path = TOPOLOGIES / f"{text}.yaml"
-        if not path.is_file():
-            raise HarnessError(f"link profile '{text}': unknown (known: {', '.join(list_profiles())})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    profile = parse_profile(raw, str(path))
+    path = profile_file(name_or_path, TOPOLOGIES, "link profile", list_profiles())
+    profile = parse_profile(read_yaml(path, str(path)), str(path))
     check_name(profile.name, f"{path}: name")
     return profile
 
 
 def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
     """Validate a profile mapping into a LinkProfile."""
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{where}: expected a mapping at the top level")
-    for key in raw:
-        if key not in KEYS:
-            raise HarnessError(f"{where}: {key}: unknown key (known: {', '.join(KEYS)})")
-    for key in KEYS:
-        if key not in raw and key not in OPTIONAL_KEYS:
-            raise HarnessError(f"{where}: {key}: missing")
+    top_mapping(raw, where, KEYS, [key for key in KEYS if key not in OPTIONAL_KEYS])
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise HarnessError(f"{where}: name: expected a non-empty string")
     if not isinstance(raw["source"], dict):
