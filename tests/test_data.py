@@ -125,3 +125,34 @@ def test_augmentation_is_reproducible_and_real():
     plain = preprocess(data.images[:16], data.spec, None)
     assert torch.equal(x1, x2) and not torch.equal(x1, plain)
     assert abs(plain.mean().item()) < 0.1 and abs(plain.std().item() - 1.16) < 0.1
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_idx_reader_matches_torchvision(tmp_path):
+    """The idx files are read without torchvision (its import costs a worker ~1.9 s); the
+    tensors must be torchvision's own, bit for bit."""
+    import shutil
+    from torchvision.datasets import FashionMNIST
+    load_dataset("fashion_mnist")                        # stages the raw files in the cache
+    from harness.train.data import _stage_fashion_mnist
+    raw = tmp_path / "FashionMNIST" / "raw"
+    shutil.copytree(_stage_fashion_mnist(FASHION_MNIST_DIR), raw)
+    for train in (True, False):
+        ours = load_dataset("fashion_mnist", train=train)
+        theirs = FashionMNIST(str(tmp_path), train=train, download=False)
+        assert torch.equal(ours.images[:, 0], theirs.data)
+        assert torch.equal(ours.labels, theirs.targets.long())
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda b: b[:3], "not an idx file"),                        # shorter than a header
+    (lambda b: b"\x00\x00\x0d" + b[3:], "not an idx file"),      # float data, not bytes
+    (lambda b: b[:-5], "the file has"),                          # truncated data
+])
+def test_damaged_idx_file_names_the_file(fmnist_dir, damage, message):
+    path = fmnist_dir / "train-labels-idx1-ubyte.gz"
+    blob = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(damage(blob)))
+    with pytest.raises(HarnessError, match=message) as err:
+        load_dataset("fashion_mnist", fmnist_dir)
+    assert "train-labels-idx1-ubyte" in str(err.value)

@@ -10,6 +10,7 @@ explicit generator (so every method sees identical batches) and normalizes.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -95,22 +96,40 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, train: boo
 
 
 def _fashion_mnist(root, train: bool, verify: bool) -> ImageData:
-    from torchvision.datasets import FashionMNIST   # lazy: the cloud worker never needs it
     source = Path(root) if root else FASHION_MNIST_DIR
-    tv_root = _stage_fashion_mnist(source)
-    ds = FashionMNIST(str(tv_root), train=train, download=False)
-    return ImageData("fashion_mnist", ds.data.unsqueeze(1).contiguous(), ds.targets.long(),
+    raw = _stage_fashion_mnist(source)
+    prefix = "train" if train else "t10k"
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte", ndim=3)
+    labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte", ndim=1)
+    if len(labels) != len(images):
+        raise HarnessError(f"{raw}: {prefix} has {len(images)} images but {len(labels)} labels")
+    return ImageData("fashion_mnist", images.unsqueeze(1).contiguous(), labels.long(),
                      SPECS["fashion_mnist"])
 
 
+def read_idx(path: Path, ndim: int) -> torch.Tensor:
+    """An idx file of unsigned bytes (LeCun's MNIST format: magic 0 0 0x08 ndim, then ndim
+    big-endian uint32 sizes, then the data) as a uint8 tensor. Read directly rather than
+    through torchvision, whose import alone costs every worker ~1.9 s at start-up."""
+    blob = np.fromfile(path, dtype=np.uint8)
+    head = 4 + 4 * ndim
+    if len(blob) < head or blob[0] != 0 or blob[1] != 0 or blob[2] != 0x08 or blob[3] != ndim:
+        raise HarnessError(f"{path}: not an idx file of unsigned bytes with {ndim} dimension(s)")
+    shape = tuple(int(n) for n in blob[4:head].view(">u4"))
+    if len(blob) - head != int(np.prod(shape)):
+        raise HarnessError(f"{path}: header says {shape} ({int(np.prod(shape))} bytes of data), "
+                           f"the file has {len(blob) - head}")
+    return torch.from_numpy(blob[head:].reshape(shape).copy())
+
+
 def _stage_fashion_mnist(source: Path) -> Path:
-    """Un-gzip the idx files once into torchvision's layout <cache>/FashionMNIST/raw/."""
+    """Un-gzip the idx files once into a cache folder of their own source; returns it."""
     if not source.is_dir():
         hint = " (install: apt-get install dataset-fashion-mnist)" if source == FASHION_MNIST_DIR else ""
         raise HarnessError(f"Fashion-MNIST directory not found: {source}{hint}; "
                            f"expected {LAYOUTS['fashion_mnist']}")
-    tv_root = cache_dir() / "data"
-    raw = tv_root / "FashionMNIST" / "raw"
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    raw = cache_dir() / "data" / "FashionMNIST" / key
     raw.mkdir(parents=True, exist_ok=True)
     for base in FMNIST_FILES:
         target = raw / base
@@ -126,7 +145,7 @@ def _stage_fashion_mnist(source: Path) -> Path:
         else:
             raise HarnessError(f"Fashion-MNIST file {base}[.gz] missing in {source}; "
                                f"expected {LAYOUTS['fashion_mnist']}")
-    return tv_root
+    return raw
 
 
 def _cifar10(root, train: bool, verify: bool) -> ImageData:

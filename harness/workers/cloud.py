@@ -30,8 +30,9 @@ from harness.train.models import SplitModel
 from harness.workers.auth import (Acceptor, add_secret_options, cloud_handshake, load_secret,
                                   refuse_cli_secret, require_secret)
 from harness.workers.checks import check_finite, check_info, check_range, check_tensors
-from harness.workers.common import (CACHE_CHUNK, Link, answer_pings, fail, join_cgroup, load_case,
-                                    parse_address, save_parts, tune_socket, warm_up)
+from harness.workers.common import (CACHE_CHUNK, Link, answer_pings, exit_process, fail,
+                                    join_cgroup, load_case, parse_address, save_parts,
+                                    tune_socket, warm_up)
 from harness.workers.events import COMPUTE, EventLog
 from harness.workers.wire import Frame, WireError, decode_activation
 
@@ -291,4 +292,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

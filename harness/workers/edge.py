@@ -26,8 +26,8 @@ from harness.train.methods import optim_config
 from harness.workers.auth import add_secret_options, edge_handshake, load_secret, refuse_cli_secret, require_secret
 from harness.workers.checks import check_finite, check_info, check_tensors
 from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_sync, connect,
-                                    fail, join_cgroup, load_case, parse_address, save_parts,
-                                    warm_up)
+                                    exit_process, fail, join_cgroup, load_case, parse_address,
+                                    save_parts, warm_up)
 from harness.workers.events import COMPUTE, EventLog
 from harness.workers.wire import Connection, Frame, WireError, encode_activation
 
@@ -214,4 +214,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
