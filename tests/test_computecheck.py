@@ -1,5 +1,7 @@
 """Compute calibration's arithmetic and messages without a topology (the emulated run is in
 test_emulated_runs.py)."""
+import dataclasses
+
 import pytest
 
 from harness.config import ComputeConfig
@@ -45,20 +47,45 @@ def test_measured_factors_scale_each_side_of_the_prediction():
     from harness.config import Case, DatasetConfig, ModelConfig, TrainConfig
     from harness.emulation.links import load_profile
     from harness.predict.runtime import Costs, scaled
-    from harness.predict.splits import predict_case, role_step_s
-    from harness.run.computecheck import model_factors
+    from harness.predict.splits import predict_case, role_steps
+    from harness.run.factors import METHOD_ROUND, model_factors
     c = scaled(Costs(1, 2, 3, 4, 5, 6), 2.0, 0.5)
     assert (c.edge_fwd_s, c.edge_bwd_s, c.head_s, c.cloud_s, c.full_edge_s, c.full_cloud_s) == \
         (2, 4, 6, 2, 10, 3)
     case = Case(DatasetConfig(), ModelConfig(arch="vgg16", split="conv4"), TrainConfig(batch_size=32),
                 ComputeConfig(edge_cores=0.5), "edge", link="3g")
+    rounds = {"both at once": (1.4, 1.1), "alone": (1.2, 1.05), "whole network alone": (1.25, 1.3)}
     memo = {"result": {"model_factors": {"vgg16@conv4": {
-        "edge": {"factor": 1.25}, "cloud": {"factor": 1.0}}}}}
+        name: {"edge": {"factor": e}, "cloud": {"factor": c}} for name, (e, c) in rounds.items()}}}}
+    for method, name in METHOD_ROUND.items():     # each method takes its own round's factors
+        e, c = rounds[name]
+        assert model_factors(memo, dataclasses.replace(case, method=method)) == \
+            {"edge": e, "cloud": c}
     factors = model_factors(memo, case)
-    assert factors == {"edge": 1.25, "cloud": 1.0}
     assert model_factors({}, case) is None
     link = load_profile("3g")
     plain, corrected = predict_case(case, link, 10), predict_case(case, link, 10, factors=factors)
     assert corrected.total_s == pytest.approx(1.25 * plain.total_s)   # edge-only: all edge compute
-    steps = role_step_s(case)
-    assert steps["edge"] > 0 and steps["cloud"] > 0
+    steps = role_steps(case)
+    assert set(steps) == {("edge", "edge"), ("cloud", "cloud"), ("edge", "full"), ("cloud", "full")}
+    assert all(v > 0 for v in steps.values())
+
+
+def test_probe_serves_each_part_and_refuses_a_bad_request():
+    """The compute probe's --serve protocol: `measure N [PART]` answers one JSON line for
+    that part (built on first use); anything else ends it with one error line, exit 2."""
+    import json
+    import subprocess
+    import sys
+    argv = [sys.executable, "-m", "harness.train.steptime", "--arch", "vgg16", "--width",
+            "0.0625", "--dataset", "fashion_mnist", "--batch", "4", "--split", "conv4",
+            "--part", "edge", "--serve"]
+    proc = subprocess.run(argv, input="measure 2\nmeasure 2 full\nmeasure 1 cloud\nmeasure 1 head\n",
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "READY"
+    answers = [json.loads(line) for line in lines[1:]]
+    assert [a["part"] for a in answers] == ["edge", "full", "cloud"]
+    assert len(answers[0]["per_batch_s"]) == 2 and answers[2]["median_s"] > 0
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: probe: expected")
+    assert "'measure 1 head'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -64,12 +64,16 @@ def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
     return (profs[0], profs[1]), cores[0], cores[1]
 
 
-def role_step_s(case: Case) -> dict:
-    """The model's per-batch seconds of each worker's hierarchical step for a case: edge part
-    and exit head (with preprocessing) on the edge, cloud part on the cloud."""
+def role_steps(case: Case) -> dict:
+    """The model's per-batch seconds of each worker's step for a case, by (role, part): `edge`
+    is the hierarchical edge (preprocessing, edge part, exit head), `cloud` the cloud part,
+    `full` the whole network with preprocessing (edge-only on the edge, cloud-only in the
+    cloud)."""
     profs, edge_cores, cloud_cores = case_costs(case)
     c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores)
-    return {"edge": c.edge_fwd_s + c.edge_bwd_s + c.head_s, "cloud": c.cloud_s}
+    return {("edge", "edge"): c.edge_fwd_s + c.edge_bwd_s + c.head_s,
+            ("cloud", "cloud"): c.cloud_s,
+            ("edge", "full"): c.full_edge_s, ("cloud", "full"): c.full_cloud_s}
 
 
 def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1,

@@ -16,12 +16,10 @@ ResNet-18 +8% and VGG-16 +29% against their targets). CFS needs at least
 than the cores this machine can give a host is refused with the cores it would need: time
 dilation (DESIGN.md section 9) is not implemented yet.
 
-Every emulated run (devices or not) also times both hosts' steps at once under their shares
-and divides by the runtime model's estimate, which scales one-core costs linearly by threads
-/ cores: CFS throttling makes a half-core step 7-28% slower than twice a full-core one
-(measured), the error of the model's compute-bound cases. Those factors scale the run's
-predictions. All of this runs once per run, on the first link's hosts (shares are this
-machine's cores, not a link's), and is written to each links/<link>/computecheck.json.
+Every emulated run (devices or not) also measures how the model's compute estimates fit the
+shares (harness.run.factors), on the same hosts right after the calibration. All of this runs
+once per run, on the first link's hosts (shares are this machine's cores, not a link's), and
+is written to each links/<link>/computecheck.json.
 """
 from __future__ import annotations
 
@@ -43,7 +41,6 @@ from harness.run.launchers import MininetLauncher
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 MIN_QUOTA_US = 1000            # CFS: less than 1 ms of quota per period starves the group
 PROBE_BATCHES = 8              # timed batches per round (their median is the figure)
-FACTOR_BATCHES = 6             # timed batches per round measuring the model's compute factor
 PROBE_START_S = 180            # building the model before READY, at full speed
 PROBE_ROUND_S = 600            # one round, at the slowest share
 HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
@@ -112,13 +109,14 @@ class Probe:
         self.link.kill(self.proc)
         return (self.proc.stderr.read() or "").strip()[-300:] or "no output"
 
-    def measure(self, batches: int = PROBE_BATCHES) -> float:
-        """Median seconds per batch of one round under the current share."""
-        self.start_round(batches)
+    def measure(self, batches: int = PROBE_BATCHES, part: str | None = None) -> float:
+        """Median seconds per batch of one round under the current share (of the probe's own
+        part, or of `part`)."""
+        self.start_round(batches, part)
         return self.result()
 
-    def start_round(self, batches: int) -> None:
-        self.proc.stdin.write(f"measure {batches}\n")
+    def start_round(self, batches: int, part: str | None = None) -> None:
+        self.proc.stdin.write(f"measure {batches}" + (f" {part}" if part else "") + "\n")
         self.proc.stdin.flush()
 
     def result(self) -> float:
@@ -208,34 +206,6 @@ def share_setter(result: dict, link):
     return apply
 
 
-def share_factors(link, scenario, setter) -> dict:
-    """Per (model, split): both hosts' hierarchical steps timed at once under their shares
-    (as in a case) over the runtime model's estimate of them, which scales a one-core cost
-    linearly by threads / cores. The measured ratio (`factor`) corrects the predictions."""
-    from harness.predict.splits import role_step_s
-    out = {}
-    for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
-        arch, split = case.model.arch, case.model.split
-        if setter is not None:
-            setter(case)
-        model = role_step_s(case)
-        probes = {}
-        try:
-            for role in ("edge", "cloud"):
-                probes[role] = Probe(link, role, scenario, arch, split,
-                                     getattr(scenario.compute, f"{role}_threads"))
-            for probe in probes.values():
-                probe.start_round(FACTOR_BATCHES)
-            measured = {role: probe.result() for role, probe in probes.items()}
-        finally:
-            for probe in probes.values():
-                probe.close()
-        out[f"{arch}@{split}"] = {role: {"measured_s": measured[role], "model_s": model[role],
-                                         "factor": measured[role] / model[role]}
-                                  for role in probes}
-    return out
-
-
 def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
     """Device shares (calibrated) and the model's compute factors (measured), once per run on
     the first link's hosts and reused on the others (the shares are numbers of this machine's
@@ -248,24 +218,16 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
                 opts.echo(line)
         require_ok(result)
         setter = share_setter(result, link) if result["roles"] else None
+        from harness.run.factors import factor_lines, share_factors
         result["model_factors"] = share_factors(link, scenario, setter)
         result["measured_on_link"] = link.profile.name
         memo["result"] = result
         if not opts.quiet:
-            for pair, roles in result["model_factors"].items():
-                opts.echo(f"compute under the CPU shares, {pair}: " + ", ".join(
-                    f"{role} {r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
-                    f"modelled (x{r['factor']:.2f})" for role, r in roles.items()))
+            for line in factor_lines(result["model_factors"]):
+                opts.echo(line)
     result = memo["result"]
     (link_dir / "computecheck.json").write_text(json.dumps(result, indent=2) + "\n")
     return share_setter(result, link) if result["roles"] else None
-
-
-def model_factors(memo: dict, case) -> dict | None:
-    """{"edge": f, "cloud": f} measured for the case's (model, split), None if not measured."""
-    pairs = memo.get("result", {}).get("model_factors", {})
-    found = pairs.get(f"{case.model.arch}@{case.model.split}")
-    return {role: r["factor"] for role, r in found.items()} if found else None
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -139,7 +139,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
     if link_profile is not None:
         from harness.predict.splits import predict_case
-        from harness.run.computecheck import model_factors
+        from harness.run.factors import model_factors
         per_epoch = batches_per_epoch(case, len(train))
         for key, n, epochs in (("predicted_s", totals["steps"], 1),
                                ("predicted_full_s", per_epoch, case.training.epochs)):

@@ -6,13 +6,15 @@
 Started inside an emulated host (its CPU cgroup applies) by the compute calibration
 (harness.run.computecheck). `edge` is the hierarchical edge's step: preprocessing a stored
 uint8 batch, the edge blocks and the exit head forward and backward, the SGD step. `cloud` is
-the hierarchical cloud's step on received (detached) activations. Inputs are random tensors of
+the hierarchical cloud's step on received (detached) activations. `full` is edge-only's and
+cloud-only's step: preprocessing and the whole network, no exit head. Inputs are random tensors of
 the dataset's shapes: the time of these conv nets does not depend on the pixel values. After
 `--warmup` untimed batches, each of `--batches` is timed alone; one JSON line reports them.
-With `--serve` it builds the model, prints READY and then answers each `measure N` line on
-stdin with one JSON line (one untimed batch first: the CPU share may have changed since the
-last round), until stdin closes: the calibration imports torch once, outside the share, and
-measures under several shares.
+With `--serve` it builds the model, prints READY and then answers each `measure N [PART]` line
+on stdin (PART defaults to `--part`; another part is built on first use) with one JSON line
+(one untimed batch first: the CPU share may have changed since the last round), until stdin
+closes: the calibration imports torch once, outside the share, and measures under several
+shares and parts.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import statistics
 import sys
 import time
 
-PROBE_PARTS = ("edge", "cloud")
+PROBE_PARTS = ("edge", "cloud", "full")
 
 
 def step_fn(arch: str, width: float, dataset: str, batch: int, split: str, part: str):
@@ -37,13 +39,17 @@ def step_fn(arch: str, width: float, dataset: str, batch: int, split: str, part:
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(0, spec.num_classes, (batch,), generator=gen)
     cfg = m.OptimConfig("sgd", 0.01, 0.9, 0.0)
+    side = spec.stored_side
+    stored = torch.randint(0, 256, (batch, spec.channels, side, side), dtype=torch.uint8,
+                           generator=gen)
     if part == "edge":
-        side = spec.stored_side
-        stored = torch.randint(0, 256, (batch, spec.channels, side, side), dtype=torch.uint8,
-                               generator=gen)
         opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], cfg)
         return lambda: m.hierarchical_edge_step(model.edge, model.exit_head, opt,
                                                 preprocess(stored, spec, gen), labels)
+    if part == "full":
+        full = model.full()
+        opt = m.make_optimizer(full.parameters(), cfg)
+        return lambda: m.full_step(full, opt, preprocess(stored, spec, gen), labels)
     acts = torch.randn(batch, *model.activation_shape, generator=gen)
     opt = m.make_optimizer(model.cloud.parameters(), cfg)
     return lambda: m.cloud_step(model.cloud, opt, acts, labels)
@@ -89,13 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"part": args.part, "threads": args.threads, **result}), flush=True)
         return 0
     print("READY", flush=True)
+    steps = {args.part: step}
     for line in sys.stdin:
         words = line.split()
-        if len(words) != 2 or words[0] != "measure" or not words[1].isdigit() or int(words[1]) < 1:
-            print(f"error: probe: expected 'measure N', got {line.strip()[:40]!r}", file=sys.stderr)
+        if (len(words) not in (2, 3) or words[0] != "measure" or not words[1].isdigit()
+                or int(words[1]) < 1 or words[2:] and words[2] not in PROBE_PARTS):
+            print(f"error: probe: expected 'measure N [{'|'.join(PROBE_PARTS)}]', got "
+                  f"{line.strip()[:40]!r}", file=sys.stderr)
             return 2
-        result = probe(step, int(words[1]), 1)
-        print(json.dumps({"part": args.part, "threads": args.threads, **result}), flush=True)
+        part = words[2] if len(words) == 3 else args.part
+        if part not in steps:
+            steps[part] = step_fn(args.arch, args.width, args.dataset, args.batch, args.split,
+                                  part)
+        result = probe(steps[part], int(words[1]), 1)
+        print(json.dumps({"part": part, "threads": args.threads, **result}), flush=True)
     return 0
 
 

@@ -1,0 +1,85 @@
+"""The runtime model's compute corrections, measured under the run's CPU shares.
+
+    python run_bench.py run scenarios/quick.yaml     # prints 'compute under the CPU shares, ...'
+
+The runtime model scales one-core costs linearly by threads / cores, but CFS throttling makes
+a half-core step 7-28% slower than twice a full-core one (measured), and two hosts busy at
+once slow each other (shared caches and memory bandwidth, the kernel's network work on the
+same cores). So every emulated run times the hosts' training steps in compute probes
+(harness.run.computecheck.Probe) under their shares, the three ways the methods compute
+(FACTOR_ROUNDS): both hosts at once (hierarchical), one host while the other idles (split
+learning's turns), and the whole network on one host (edge-only, cloud-only). Each round's
+measured / modelled ratio is a factor; each method's predictions are scaled by its round's
+factors (METHOD_ROUND). Once per run, on the first link's hosts, beside the compute
+calibration, in computecheck.json under `model_factors`.
+"""
+from __future__ import annotations
+
+from harness.run.computecheck import Probe
+
+FACTOR_BATCHES = 6             # timed batches per round (their median is the figure)
+
+# How each method's workers compute, so which measurement corrects its prediction: the
+# hierarchical edge and cloud train at the same time; split learning's take turns; edge-only
+# and cloud-only train the whole network on one host while the other idles.
+FACTOR_ROUNDS = {"both at once": {"edge": "edge", "cloud": "cloud"},
+                 "alone": {"edge": "edge", "cloud": "cloud"},
+                 "whole network alone": {"edge": "full", "cloud": "full"}}
+METHOD_ROUND = {"hierarchical": "both at once", "split": "alone", "edge": "whole network alone",
+                "cloud": "whole network alone"}
+
+
+def share_factors(link, scenario, setter) -> dict:
+    """Per (model, split) and round of FACTOR_ROUNDS: each host's training step timed under
+    its share (both hosts at once, or one while the other idles) over the runtime model's
+    estimate, which scales a one-core cost linearly by threads / cores. The measured ratio
+    (`factor`) corrects the predictions of the methods that compute that way (METHOD_ROUND)."""
+    from harness.predict.splits import role_steps
+    out = {}
+    for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
+        arch, split = case.model.arch, case.model.split
+        if setter is not None:
+            setter(case)
+        model = role_steps(case)
+        probes, rounds = {}, {}
+        try:
+            for role in ("edge", "cloud"):
+                probes[role] = Probe(link, role, scenario, arch, split,
+                                     getattr(scenario.compute, f"{role}_threads"))
+            for name, parts in FACTOR_ROUNDS.items():
+                together = name == "both at once"
+                measured = {}
+                if together:
+                    for role, probe in probes.items():
+                        probe.start_round(FACTOR_BATCHES, parts[role])
+                    measured = {role: probe.result() for role, probe in probes.items()}
+                else:
+                    for role, probe in probes.items():
+                        measured[role] = probe.measure(FACTOR_BATCHES, parts[role])
+                rounds[name] = {role: {"part": parts[role], "measured_s": measured[role],
+                                       "model_s": model[(role, parts[role])],
+                                       "factor": measured[role] / model[(role, parts[role])]}
+                                for role in probes}
+        finally:
+            for probe in probes.values():
+                probe.close()
+        out[f"{arch}@{split}"] = rounds
+    return out
+
+
+def factor_lines(factors: dict) -> list[str]:
+    """'compute under the CPU shares, vgg16@conv7, both at once: edge 300 ms/batch measured,
+    216 modelled (x1.39), cloud ...' per (model, split) and round."""
+    return [f"compute under the CPU shares, {pair}, {name}: " + ", ".join(
+                f"{role}{' (whole network)' if r['part'] == 'full' else ''} "
+                f"{r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
+                f"modelled (x{r['factor']:.2f})" for role, r in roles.items())
+            for pair, rounds in factors.items() for name, roles in rounds.items()]
+
+
+def model_factors(memo: dict, case) -> dict | None:
+    """{"edge": f, "cloud": f} measured for the case's (model, split) the way its method
+    computes (METHOD_ROUND), None if not measured."""
+    pairs = memo.get("result", {}).get("model_factors", {})
+    found = pairs.get(f"{case.model.arch}@{case.model.split}", {}).get(METHOD_ROUND[case.method])
+    return {role: r["factor"] for role, r in found.items()} if found else None
