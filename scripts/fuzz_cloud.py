@@ -330,7 +330,7 @@ def gen_handshake(c: Ctx) -> Probe:
             conn.send("auth", info={"mac": good.hex()})
             conn.recv()                                                 # hello_ok
             for _ in range(r.randrange(PINGS)):
-                conn.send("ping", info={"t": 1.0})
+                conn.send("ping", info={"t": 1.0, "last": False})
                 conn.recv()
             sock.sendall(r.choice(PING_BREAKERS)(conn.send_seq))
 
@@ -343,12 +343,14 @@ def gen_handshake(c: Ctx) -> Probe:
 
 PING_BREAKERS = [
     lambda seq: frame("ping", info={}, seq=seq),
-    lambda seq: frame("ping", info={"t": "now"}, seq=seq),
+    lambda seq: frame("ping", info={"t": "now", "last": False}, seq=seq),
+    lambda seq: frame("ping", info={"t": 1.0}, seq=seq),
+    lambda seq: frame("ping", info={"t": 1.0, "last": 1}, seq=seq),
     lambda seq: frame("ping", meta='{"tensors":[],"info":{"t":1e400}}', seq=seq),
     lambda seq: frame("pong", info={"t": 1.0}, seq=seq),
     lambda seq: frame("hello", info={"t": 1.0}, seq=seq),
-    lambda seq: frame("ping", info={"t": 1.0, "x": 2}, seq=seq),
-    lambda seq: frame("ping", info={"t": 1.0}, seq=seq + 1),
+    lambda seq: frame("ping", info={"t": 1.0, "last": False, "x": 2}, seq=seq),
+    lambda seq: frame("ping", info={"t": 1.0, "last": False}, seq=seq + 1),
     lambda seq: frame("ping", tensors=[{"name": "a", "dtype": "uint8", "shape": [0]}], info={"t": 1.0}, seq=seq),
     lambda seq: b"",
 ]

@@ -8,7 +8,7 @@ The handshake (control frames, info only; edge first):
     cloud  auth      {nonce: Nc, mac: MAC("cloud")}       only when the cloud has a secret
     edge   auth      {mac: MAC("edge")}                   after checking the cloud's MAC
     cloud  hello_ok  {auth: true|false}
-    edge   ping {t} / cloud pong {t}, PINGS times         clock sync (common.clock_sync)
+    edge   ping {t, last} / cloud pong {t}, until last    clock sync (common.clock_sync; at most PINGS)
 
 MAC(role) = HMAC-SHA256(secret, "hierbench-auth-v1" NUL role NUL case-hash NUL Ne Nc), Ne and
 Nc 32 fresh random bytes from each side. Each side proves the secret over the other's fresh
