@@ -114,7 +114,7 @@ class MeasureConfig:
     timing_batches: int | None = None
     min_batches: int = 10              # floor of a timing window, batches
     ci_target: float = 0.05            # stop once the interval's 95% CI is within this fraction
-    max_seconds: float = 60.0          # or once this much is measured (floor reached)
+    max_seconds: float = 60.0          # or once this much is measured (past the floor)
     calibrate_seconds: float = 3.0     # iperf3 seconds per direction measured, at least
 
 
