@@ -47,15 +47,13 @@ def share_factors(link, scenario, setter) -> dict:
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():
-                together = name == "both at once"
-                measured = {}
-                if together:
+                if name == "both at once":
                     for role, probe in probes.items():
                         probe.start_round(FACTOR_BATCHES, parts[role])
                     measured = {role: probe.result() for role, probe in probes.items()}
                 else:
-                    for role, probe in probes.items():
-                        measured[role] = probe.measure(FACTOR_BATCHES, parts[role])
+                    measured = {role: probe.measure(FACTOR_BATCHES, parts[role])
+                                for role, probe in probes.items()}
                 rounds[name] = {role: {"part": parts[role], "measured_s": measured[role],
                                        "model_s": model[(role, parts[role])],
                                        "factor": measured[role] / model[(role, parts[role])]}
