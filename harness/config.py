@@ -94,7 +94,10 @@ class Tolerances:
     rtt_abs_ms: float = 1.0
     loss_abs_pct: float = 0.3         # |measured - configured| loss, percentage points
     jitter_rel: float = 0.3           # |measured - expected| <= jitter_rel * expected + abs
-    jitter_abs_ms: float = 0.5
+    # 2 ms: the delay daemon's wake-ups on a busy 2-core VM gave 0.53-0.91 ms of jitter on an
+    # unjittered 3g link (CI, 5-9% CPU steal); 2 ms is 10% of the shortest shipped RTT (wifi,
+    # 20 ms), the share rtt_rel already allows, so it moves no runtime term by more than that.
+    jitter_abs_ms: float = 2.0
     compute_rel: float = 0.10         # |measured / device target - 1| per batch, at most
 
 

@@ -104,8 +104,8 @@ def edge_compute_per_batch(run_dir):
 
 def test_edge_cpu_share_slows_its_compute(tmp_path):
     """CPU shares, not the link: the link is 4g (the edge-only method does not use it) and
-    the calibration that precedes the cases runs with wider tolerances (goodput >= 0.85x,
-    jitter +-1 ms). The wifi link this test used before failed its calibration in 2 of 6
+    the calibration that precedes the cases runs with a wider goodput tolerance (>= 0.85x).
+    The wifi link this test used before failed its calibration in 2 of 6
     runs (one on CI) through both attempts; the calibration itself is tested in
     test_topology.py."""
     per_batch = {}
@@ -114,8 +114,7 @@ def test_edge_cpu_share_slows_its_compute(tmp_path):
         sub.mkdir()
         proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["4g"],
                                                "compute.edge_cores": cores,
-                                               "tolerances.goodput_ratio": 0.85,
-                                               "tolerances.jitter_abs_ms": 1.0}))
+                                               "tolerances.goodput_ratio": 0.85}))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         per_batch[cores] = edge_compute_per_batch(run_dir_of(sub))
@@ -138,14 +137,18 @@ def test_final_weights_do_not_depend_on_the_link(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs between 3g and 4g"
 
 
-def wait_for(predicate, timeout):
+def wait_for(predicate, timeout, proc=None):
+    """Poll until predicate() is truthy; fail at once, with its stderr, if `proc` ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = predicate()
         if found:
             return found
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before the moment "
+                                 f"waited for:\n{proc.stderr.read()}")
         time.sleep(0.2)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out after {timeout} s")
 
 
 def cloud_worker_pid():
@@ -168,7 +171,7 @@ def test_sigkill_cloud_worker_mid_run(tmp_path):
     proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}),
                      "--stop-on-failure")
     try:
-        wait_for(lambda: cloud_computing(tmp_path), 200)
+        wait_for(lambda: cloud_computing(tmp_path), 200, proc)
         os.kill(cloud_worker_pid(), signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -185,7 +188,7 @@ def test_sigkill_cloud_worker_mid_run(tmp_path):
 def test_sigint_harness_mid_run(tmp_path):
     proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}))
     try:
-        wait_for(lambda: cloud_computing(tmp_path), 200)
+        wait_for(lambda: cloud_computing(tmp_path), 200, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

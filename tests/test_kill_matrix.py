@@ -67,6 +67,17 @@ def _start(tmp_path: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """A run the test gave up on: SIGTERM lets the harness tear its network down; then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _run_dir(tmp_path: Path) -> Path:
     return _wait_for(lambda: next(iter((tmp_path / "results" / "k").glob("*")), None), 60)
 
@@ -138,9 +149,7 @@ def test_kill_matrix(row, tmp_path):
         detected_s = time.monotonic() - t_kill
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
     TABLE.append((row, sig.name, detected_s, reason))
     print("\n" + "\n".join(f"{r:<22} {s:<8} detected in {t:5.2f} s: {why[:110]}"
                            for r, s, t, why in TABLE))

@@ -4,11 +4,11 @@
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from harness.files import write_json
 from harness.catalog import DEFAULT_SPLIT, METHODS
 from harness.errors import HarnessError
 
@@ -142,7 +142,7 @@ def pair(dataset, data_root, arch, split, width, max_batches, batch_size, subset
         case_dir = run_dir / f"{i:02d}-{case.label}"
         result = run_case(case, case_dir)
         acc = evaluate_case(case, case_dir, train_data, test_data)
-        (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
+        write_json(case_dir / "accuracy.json", acc)
         click.echo(f"done {case.method}: {result['wall_s']:.2f} s training wall time", err=True)
     _print_totals(run_dir)
 

@@ -25,11 +25,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
+from harness.files import write_json
 from harness.config import Tolerances
 from harness.emulation.delayd import Delayer
 from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY
@@ -169,7 +169,7 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
 def write_linkcheck(run_dir: str | Path, result: dict) -> Path:
     """Write linkcheck.json into the run directory; returns its path."""
     path = Path(run_dir) / "linkcheck.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_json(path, result, indent=2, sort_keys=True)
     return path
 
 

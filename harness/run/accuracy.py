@@ -15,12 +15,12 @@ over loopback, one after the other.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from harness.files import write_json
 from harness.analysis.summary import wilson_half_width_one
 from harness.config import Case, case_from_dict
 from harness.run.case import evaluate_case, run_case
@@ -69,7 +69,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
         steps = batches_per_epoch(case, len(train)) * case.training.epochs
         if _one_process(case):
             case_dir.mkdir(parents=True)
-            (case_dir / "case.json").write_text(json.dumps(case.to_dict(), indent=2) + "\n")
+            write_json(case_dir / "case.json", case.to_dict(), indent=2)
             acc = dict(trained[(*key[:3], _kind(case.method))])
             how = f"one-process run at the workers' {case.compute.edge_threads} thread(s)"
             if case.method in END_TO_END:
@@ -81,7 +81,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
         acc["test_samples"] = len(test)
         acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
                              f"{len(test)} test samples")
-        (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
+        write_json(case_dir / "accuracy.json", acc)
         results[key] = acc
         progress.finish(f"accuracy {case.label}: final {acc['final_acc']:.4f} "
                         f"± {wilson_half_width_one(acc['final_acc'], len(test)):.4f}")

@@ -8,13 +8,13 @@ started process group is killed in `finally`, and the case directory records `st
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 
+from harness.files import write_json
 from harness.analysis.totals import load_events, totals
 from harness.config import Case
 from harness.errors import HarnessError
@@ -80,7 +80,7 @@ def _worker_failure(procs: dict[str, subprocess.Popen], case_dir: Path, watch) -
 
 
 def write_status(case_dir: Path, status: str, reason: str = "") -> None:
-    (case_dir / "status.json").write_text(json.dumps({"status": status, "reason": reason}) + "\n")
+    write_json(case_dir / "status.json", {"status": status, "reason": reason})
 
 
 def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0,
@@ -88,7 +88,7 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
     """Run one case's workers to completion; returns the per-run totals (training only)."""
     launcher = launcher or LocalLauncher()
     case_dir.mkdir(parents=True, exist_ok=False)
-    (case_dir / "case.json").write_text(json.dumps(case.to_dict(), indent=2) + "\n")
+    write_json(case_dir / "case.json", case.to_dict(), indent=2)
     procs: dict[str, subprocess.Popen] = {}
     readers: dict[str, StdoutReader] = {}
 
@@ -125,7 +125,7 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
                 readers[role].join(timeout=2)
     result = totals(load_events(case_dir))
     write_status(case_dir, "ok")
-    (case_dir / "totals.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(case_dir / "totals.json", result, indent=2)
     return result
 
 

@@ -31,6 +31,7 @@ import sys
 import threading
 from pathlib import Path
 
+from harness.files import write_json
 from harness.emulation.devices import load_device
 from harness.emulation.plan import CFS_PERIOD_US
 from harness.errors import HarnessError
@@ -226,7 +227,7 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
             for line in factor_lines(result["model_factors"]):
                 opts.echo(line)
     result = memo["result"]
-    (link_dir / "computecheck.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(link_dir / "computecheck.json", result, indent=2)
     return share_setter(result, link) if result["roles"] else None
 
 

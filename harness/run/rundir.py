@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.files import write_json
 from harness.config import Case, Scenario, check_name
 from harness.errors import HarnessError
 from harness.machine import cpu_model, git_state, versions
@@ -48,7 +49,7 @@ def new_run_dir(scenario: str, root: Path | None = None, extra_meta: dict | None
             "machine": platform.machine(), "cpu_model": cpu_model(), "cpus": os.cpu_count(),
             "versions": versions(),
             "argv": sys.argv, **(extra_meta or {})}
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(run_dir / "meta.json", meta, indent=2)
     return run_dir
 
 
@@ -102,10 +103,7 @@ def write_state(run_dir: Path, state: str, reason: str = "", **fields) -> dict:
     doc.update(state=state, reason=reason, updated_utc=utc_now(), **fields)
     doc["history"] = [*old.get("history", []), {"utc": doc["updated_utc"], "state": state,
                                                  **({"reason": reason} if reason else {})}]
-    path = Path(run_dir) / "run_status.json"
-    tmp = path.with_name(f".run_status.json.{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(Path(run_dir) / "run_status.json", doc, indent=2)
     return doc
 
 

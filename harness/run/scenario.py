@@ -14,13 +14,13 @@ means the machine (load, kernel), not the link, and `--resume` reruns what is le
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from harness.files import write_json
 from harness.analysis.summary import build_summary
 from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario, parse_scenario
@@ -148,14 +148,14 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
         info.update(predicted_bottleneck=pred.bottleneck, predicted_busy=pred.busy,
                     predicted_by="runtime model (harness/predict/runtime.py), compute scaled by "
                                  "the factors measured under the CPU shares (computecheck.json)")
-    (case_dir / "case_info.json").write_text(json.dumps(info) + "\n")
+    write_json(case_dir / "case_info.json", info)
     if run.accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
         acc["acc_source"] = f"measured: this emulated run ({steps} batches), {len(test)} test samples"
         acc["test_samples"] = len(test)
     else:
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
-    (case_dir / "accuracy.json").write_text(json.dumps(acc) + "\n")
+    write_json(case_dir / "accuracy.json", acc)
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s']:.2f} s for {totals['steps']} "
                     f"batches{steady_text(info['steady'])}, final acc {acc['final_acc']:.4f}")
 
@@ -208,7 +208,7 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
                 raise
         finally:
             if check is not None and case_dir.exists():
-                (case_dir / "linkcheck.json").write_text(json.dumps(check, indent=2) + "\n")
+                write_json(case_dir / "linkcheck.json", check, indent=2)
 
 
 def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
