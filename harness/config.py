@@ -85,6 +85,16 @@ class ComputeConfig:
     cloud_threads: int = 1
     edge_device: str | None = None    # device profile: its share is calibrated, not *_cores
     cloud_device: str | None = None
+    # Time dilation k (DESIGN.md section 9): link rates / k, delays x k, CPU shares / k, times
+    # reported / k. None ("auto" in YAML): the smallest whole k that fits this machine's
+    # cores, chosen by the runner; a case carries the k it ran under.
+    dilation: float | None = None
+    max_dilation: float = 8.0         # a scenario that would need more is refused
+
+
+def dilation_of(compute: ComputeConfig) -> float:
+    """The time dilation factor a case runs under (1 while still 'auto', or unshaped)."""
+    return compute.dilation or 1.0
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,8 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         raise HarnessError(f"{source}: name: required, a non-empty string")
     name = check_name(raw["name"], f"{source}: name")
-    sections = {key: section(cls, raw.get(key), key, REMOVED_KEYS) for key, cls in SECTIONS.items()}
+    sections = {key: section(cls, _auto(raw.get(key), key), key, REMOVED_KEYS)
+                for key, cls in SECTIONS.items()}
     model_raw = dict(raw.get("model") or {})
     if not isinstance(raw.get("model", {}), (dict, type(None))):
         raise HarnessError("model: expected a mapping")
@@ -209,6 +220,13 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
         **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
+
+
+def _auto(raw: Any, where: str) -> Any:
+    """compute.dilation: 'auto' is the default (None); any other string is refused by name."""
+    if where == "compute" and isinstance(raw, dict) and raw.get("dilation") == "auto":
+        return {**raw, "dilation": None}
+    return raw
 
 
 def _links(raw: Any) -> tuple[str, ...]:
@@ -240,6 +258,9 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (c.cloud_cores > 0, "compute.cloud_cores", "must be > 0"),
         (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
         (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
+        (c.max_dilation >= 1, "compute.max_dilation", "must be >= 1"),
+        (c.dilation is None or 1 <= c.dilation <= c.max_dilation, "compute.dilation",
+         f"must be 'auto' or a number in [1, compute.max_dilation = {c.max_dilation:g}]"),
         (s.repetitions >= 1, "repetitions", "must be >= 1"),
         (0 < s.tolerances.goodput_ratio <= 1, "tolerances.goodput_ratio", "must be in (0, 1]"),
         (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),

@@ -114,6 +114,8 @@ def test_edge_cpu_share_slows_its_compute(tmp_path):
         sub.mkdir()
         proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["4g"],
                                                "compute.edge_cores": cores,
+                                               # 1 + 1 core would dilate x2 under 'auto'
+                                               "compute.dilation": 1,
                                                "tolerances.goodput_ratio": 0.85}))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -232,3 +234,28 @@ def test_an_edge_device_is_calibrated_and_a_too_fast_cloud_device_refused(tmp_pa
     assert proc.returncode != 0 and "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert "compute.cloud_device: v100 would need" in line and "time dilation" in line, err
+    assert "compute.max_dilation" in line, err
+
+
+def test_a_dilated_case_runs_k_times_slower_and_reports_virtual_times(tmp_path):
+    """compute.dilation 2: the link is configured at half its rates and twice its delays, the
+    hosts at half their shares, and the summary divides the times by 2."""
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"],
+                                                     "compute.dilation": 2}))
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(tmp_path)
+    check = json.loads((run_dir / "links" / "3g" / "linkcheck.json").read_text())
+    assert check["dilation"] == 2 and check["ok"]
+    assert check["configured"]["up_mbps"] == pytest.approx(0.55)
+    assert check["configured"]["rtt_ms"] == pytest.approx(300)
+    assert check["measured"]["rtt_ms"] == pytest.approx(300, rel=0.1)
+    case_dir = next(d for d in run_dir.iterdir() if (d / "totals.json").exists())
+    case = json.loads((case_dir / "case.json").read_text())
+    assert case["compute"]["dilation"] == 2
+    assert check["emulation"]["edge_cores"] == pytest.approx(0.25)
+    totals = json.loads((case_dir / "totals.json").read_text())
+    import pandas as pd
+    row = pd.read_csv(run_dir / "summary.csv").iloc[0]
+    assert row["dilation"] == 2 and row["wall_s"] == pytest.approx(totals["wall_s"] / 2)
+    assert "dilated x2" in row["runtime_source"]

@@ -29,7 +29,7 @@ from harness.analysis.style import (BASELINES, DIRECTIONS, DPI, LANES, LINK_MARK
                                     ci_table,
                                     _legend, _methods, _panels, _plain_log, _prepare, link_order,
                                     style)
-from harness.analysis.totals import load_events  # noqa: E402
+from harness.analysis.totals import load_events, undilated  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 
 def fig_runtime(summary: pd.DataFrame) -> plt.Figure:
@@ -236,8 +236,11 @@ def timeline_inputs(summary: pd.DataFrame, run_dir: Path) -> tuple[dict, str]:
         return {}, "Per-batch timeline"
     panel = ok.groupby("panel")["method"].nunique().idxmax()  # the arch with most methods ok
     picks = _first_per_method(ok[ok["panel"] == panel])
-    events = {row.method: load_events(Path(run_dir) / str(row.case)) for row in picks.itertuples()}
-    return events, f"Per-batch timeline: {panel}, link {', '.join(link_order(picks['link']))}"
+    events = {row.method: undilated(load_events(Path(run_dir) / str(row.case)),
+                                     getattr(row, "dilation", 1.0)) for row in picks.itertuples()}
+    ks = sorted({float(k) for k in picks.get("dilation", pd.Series([1.0])).fillna(1.0)} - {1.0})
+    dilated = f" (dilated x{', x'.join(f'{k:g}' for k in ks)}: times / k)" if ks else ""
+    return events, f"Per-batch timeline: {panel}, link {', '.join(link_order(picks['link']))}{dilated}"
 
 
 def read_summary(run_dir: Path) -> pd.DataFrame:

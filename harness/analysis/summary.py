@@ -3,7 +3,10 @@
     python run_bench.py totals results/pair/<UTC>_<commit8>/
 
 Reads files only (no torch): case.json, case_info.json, status.json, totals.json and
-accuracy.json of every case directory, as the runner wrote them.
+accuracy.json of every case directory, as the runner wrote them. A case run under time
+dilation k (case.json's compute.dilation) has every time divided by k here, and says so in
+its `dilation` and `runtime_source` columns; gains and relative errors are ratios of times
+under one k and need nothing.
 """
 from __future__ import annotations
 
@@ -71,6 +74,21 @@ def _row(case_dir: Path, scenario: str) -> dict:
     row.update(_estimate(row, info))
     row["predicted_s"] = info.get("predicted_s")
     row["predicted_full_s"] = info.get("predicted_full_s")
+    return _undilate(row, (case.get("compute") or {}).get("dilation") or 1.0)
+
+
+DILATED = ("wall_s", *STAGES, "est_full_wall_s", "est_full_wall_ci_s", "fill_s", "interval_s",
+           "interval_ci_s", "predicted_s", "predicted_full_s")
+
+
+def _undilate(row: dict, k: float) -> dict:
+    """Times of a case run under time dilation k, divided by k (the virtual world's seconds)."""
+    row["dilation"] = k
+    if k != 1:
+        for key in DILATED:
+            if isinstance(row.get(key), (int, float)):
+                row[key] = row[key] / k
+        row["runtime_source"] = f"{row.get('runtime_source', '')}; dilated x{k:g}, times / {k:g}"
     return row
 
 

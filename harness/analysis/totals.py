@@ -176,3 +176,12 @@ def steady(df: pd.DataFrame, n_full: int, method: str, cached_steps: int = 0) ->
         out["est_s"] += cached_steps * step_s
         out["est_ci_s"] = math.hypot(out["est_ci_s"], cached_steps * step_ci)
     return out
+
+
+def undilated(events: pd.DataFrame, k) -> pd.DataFrame:
+    """A case's events with its times divided by its time dilation factor (1 when absent)."""
+    k = 1.0 if k is None or k != k else float(k)
+    if k == 1.0:
+        return events
+    cols = [c for c in ("t", "t_start", "t_end") if c in events]
+    return events.assign(**{c: events[c] / k for c in cols})

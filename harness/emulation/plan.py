@@ -13,7 +13,7 @@ import contextlib
 import os
 import re
 
-from harness.config import ComputeConfig
+from harness.config import ComputeConfig, dilation_of
 from harness.emulation.doctor import netem_available
 from harness.emulation.links import LinkProfile, link_params
 from harness.errors import HarnessError
@@ -27,10 +27,13 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
     netem = netem_available() if netem is None else netem
     edge, cloud = link_params(profile, netem)
     ncpu = os.cpu_count() or 1
-    for role, cores in (("edge", compute.edge_cores), ("cloud", compute.cloud_cores)):
+    k = dilation_of(compute)
+    shares = {"edge": compute.edge_cores / k, "cloud": compute.cloud_cores / k}
+    for role, cores in shares.items():
         if not 0 < cores <= ncpu:
-            raise HarnessError(f"compute.{role}_cores: {cores:g} is not in (0, {ncpu}] "
-                               f"(CPU cores on this machine)")
+            raise HarnessError(f"compute.{role}_cores: {cores * k:g} is not in (0, {ncpu * k:g}] "
+                               f"(CPU cores on this machine" + (f", x{k:g} dilated)" if k != 1 else
+                                                                ")"))
     impaired = profile.rtt_ms > 0 or profile.jitter_ms > 0 or profile.down_jitter_ms > 0
     lossy = profile.loss_pct > 0 or profile.down_loss_pct > 0
     emulation = {
@@ -43,8 +46,9 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
         "offloads_requested": "off (gro, tx, rx, tso, gso)",   # what ethtool reports: *_offloads
         # sysctl inside a Mininet host fails (EPERM): a chosen one is set per socket by workers
         "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
-        "edge_cpu_fraction": compute.edge_cores / ncpu, "cloud_cpu_fraction": compute.cloud_cores / ncpu,
-        "edge_cores": compute.edge_cores, "cloud_cores": compute.cloud_cores, "cpu_count": ncpu,
+        "edge_cpu_fraction": shares["edge"] / ncpu, "cloud_cpu_fraction": shares["cloud"] / ncpu,
+        "edge_cores": shares["edge"], "cloud_cores": shares["cloud"], "cpu_count": ncpu,
+        "dilation": k,
         "cfs_period_us": CFS_PERIOD_US,
     }
     if lossy:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.config import Case
+from harness.config import Case, dilation_of
 from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
 from harness.emulation.devices import load_device
@@ -57,10 +57,11 @@ def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
     c, m = case.compute, case.model
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))
-    cores = [c.edge_cores, c.cloud_cores]
+    k = dilation_of(c)            # under time dilation every host computes k times slower
+    cores = [c.edge_cores / k, c.cloud_cores / k]
     for i, name in enumerate((c.edge_device, c.cloud_device)):
         if name is not None:      # the device's modelled times, as its host is calibrated to
-            profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0
+            profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0 / k
     return (profs[0], profs[1]), cores[0], cores[1]
 
 

@@ -8,7 +8,7 @@ counter) divided by the device's sustained GFLOP/s (emulation.devices): a *model
 labelled so wherever it is printed. This machine's own throughput on the same parts comes from
 the timed, cached block costs (predict.costs): the cores a device needs here is its sustained
 rate over this machine's rate per core; more cores than the machine has means the device can
-only be emulated with time dilation (DESIGN.md section 9).
+only be emulated with time dilation (harness.emulation.dilation, DESIGN.md section 9).
 """
 from __future__ import annotations
 

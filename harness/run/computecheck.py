@@ -12,9 +12,10 @@ cores and measured; off the target by more than `tolerances.compute_rel`, the sh
 by the ratio once and measured again; still off, the run stops with the figures. Each case
 then runs at its model's share (one share does not fit two models: measured 0.195 core gave
 ResNet-18 +8% and VGG-16 +29% against their targets). CFS needs at least
-1 ms of quota per period, so a share under 0.1 core gets a longer period. A device faster
-than the cores this machine can give a host is refused with the cores it would need: time
-dilation (DESIGN.md section 9) is not implemented yet.
+1 ms of quota per period, so a share under 0.1 core gets a longer period. Under time dilation
+k (harness.emulation.dilation) every target is k times the device's time, so a device k times
+faster than the cores this machine can give a host still fits; one faster than that is
+refused with the cores it would need.
 
 Every emulated run (devices or not) also measures how the model's compute estimates fit the
 shares (harness.run.factors), on the same hosts right after the calibration. All of this runs
@@ -31,8 +32,10 @@ import sys
 import threading
 from pathlib import Path
 
+from harness.config import dilation_of
 from harness.files import write_json
 from harness.emulation.devices import load_device
+from harness.emulation.dilation import HOST_CORES_LEFT
 from harness.emulation.plan import CFS_PERIOD_US
 from harness.errors import HarnessError
 from harness.paths import REPO
@@ -44,7 +47,6 @@ MIN_QUOTA_US = 1000            # CFS: less than 1 ms of quota per period starves
 PROBE_BATCHES = 8              # timed batches per round (their median is the figure)
 PROBE_START_S = 180            # building the model before READY, at full speed
 PROBE_ROUND_S = 600            # one round, at the slowest share
-HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
 ROLE_PARTS = {"edge": ("edge", "head"), "cloud": ("cloud",)}
 
 
@@ -131,9 +133,10 @@ class Probe:
 
 
 def _target(device, scenario, arch: str, split: str, role: str) -> float:
+    """The host's per-batch target: the device's modelled time, x k under time dilation."""
     t = part_targets(device, arch, scenario.model.width, scenario.dataset.name,
                      scenario.training.batch_size, split)
-    return sum(t[part]["target_s"] for part in ROLE_PARTS[role])
+    return sum(t[part]["target_s"] for part in ROLE_PARTS[role]) * dilation_of(scenario.compute)
 
 
 def calibrate_pair(link, scenario, role: str, device, max_cores: float, arch: str,
@@ -142,8 +145,9 @@ def calibrate_pair(link, scenario, role: str, device, max_cores: float, arch: st
     tol = scenario.tolerances.compute_rel
     target = _target(device, scenario, arch, split, role)
     full_cores = min(1.0, max_cores)
+    k = dilation_of(scenario.compute)
     row = {"arch": arch, "split": split, "parts": "+".join(ROLE_PARTS[role]),
-           "target_s": target, "rounds": []}
+           "target_s": target, "dilation": k, "device_target_s": target / k, "rounds": []}
     probe = Probe(link, role, scenario, arch, split, getattr(scenario.compute, f"{role}_threads"))
     try:
         set_share(role, full_cores)
@@ -153,10 +157,10 @@ def calibrate_pair(link, scenario, role: str, device, max_cores: float, arch: st
         if wanted > max_cores:
             raise HarnessError(
                 f"compute.{role}_device: {device.name} would need {wanted:.1f} cores of this "
-                f"machine for {arch}@{split} (target {target * 1e3:.3g} ms per batch, "
-                f"{full * 1e3:.3g} ms at {full_cores:g} core); at most {max_cores:.2f} can be "
-                f"given to the {role}: time dilation is not implemented yet, so choose a "
-                f"slower device or leave it out")
+                f"machine for {arch}@{split} (target {target * 1e3:.3g} ms per batch at time "
+                f"dilation x{k:g}, {full * 1e3:.3g} ms at {full_cores:g} core); at most "
+                f"{max_cores:.2f} can be given to the {role}: set a larger compute.dilation "
+                f"(up to compute.max_dilation), or choose a slower device")
         share = set_share(role, wanted)
         for attempt in range(2):          # the share, then once more scaled by the miss
             measured = probe.measure()
@@ -183,7 +187,8 @@ def calibrate_compute(link, scenario) -> dict | None:
                                       f"share, median of {PROBE_BATCHES} batches"}
     for role, device in devices.items():
         other = "cloud" if role == "edge" else "edge"
-        others = 0.0 if other in devices else getattr(scenario.compute, f"{other}_cores")
+        others = 0.0 if other in devices else \
+            getattr(scenario.compute, f"{other}_cores") / dilation_of(scenario.compute)
         threads = getattr(scenario.compute, f"{role}_threads")
         max_cores = max(0.0, min(threads, ncpu - HOST_CORES_LEFT - others))
         rows = [calibrate_pair(link, scenario, role, device, max_cores, arch, split)

@@ -23,14 +23,16 @@ import yaml
 from harness.files import write_json
 from harness.analysis.summary import build_summary
 from harness.analysis.totals import load_events, steady
-from harness.config import Case, Scenario, parse_scenario
+from harness.config import Case, Scenario, dilation_of, parse_scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case, write_status
 from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run import rundir
 from harness.run.progress import Progress, steady_text
+from harness.emulation.dilation import dilate_profile, label as dilation_label
 from harness.run.rundir import new_run_dir, write_state
+from harness.run.virtual import resolve_dilation
 from harness.run.window import Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
@@ -79,7 +81,7 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
                                f"'run_bench.py doctor' for fixes, or pass --loopback for an "
                                f"unshaped run")
         _warm_profiles(scenario, opts)
-    return scenario, profiles, train, test
+    return resolve_dilation(scenario, profiles, opts), profiles, train, test
 
 
 def _warm_profiles(scenario: Scenario, opts: Options) -> None:
@@ -123,9 +125,9 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     timed = timed_case(case, scenario)
     steps, n_full = full_steps(timed, len(train)), full_steps(case, len(train))
     show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
-    m = scenario.measure
-    window = None if m.timing_batches is None else Window(
-        case_dir, case.method, m.min_batches, m.ci_target, n_full, m.max_seconds)
+    m, k = scenario.measure, dilation_of(case.compute)
+    window = None if m.timing_batches is None else Window(     # its time cap dilates too
+        case_dir, case.method, m.min_batches, m.ci_target, n_full, m.max_seconds * k)
 
     def poll():
         show()
@@ -134,7 +136,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     totals = run_case(timed, case_dir, launcher, on_poll=poll)
     info = {"rep": rep, "full_steps": n_full, "measured_steps": totals["steps"],
             "budget_steps": steps, "launcher": launcher.describe,
-            "stopped_early": bool(window and window.stopped)}
+            "stopped_early": bool(window and window.stopped), "dilation": k}
     cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
     info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
     if link_profile is not None:
@@ -156,8 +158,9 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     else:
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
     write_json(case_dir / "accuracy.json", acc)
-    progress.finish(f"{case.label} rep {rep}: {totals['wall_s']:.2f} s for {totals['steps']} "
-                    f"batches{steady_text(info['steady'])}, final acc {acc['final_acc']:.4f}")
+    progress.finish(f"{case.label} rep {rep}: {totals['wall_s'] / k:.2f} s for {totals['steps']} "
+                    f"batches{steady_text(info['steady'], k)}, final acc {acc['final_acc']:.4f}"
+                    f"{dilation_label(k)}")
 
 
 def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
@@ -165,6 +168,7 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
     from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
     from harness.run.computecheck import check_compute
     scenario, opts = run.scenario, run.opts
+    k = dilation_of(scenario.compute)
     for link_name in scenario.links:
         cases = [entry for entry in todo if entry[1].link == link_name]
         if not cases:
@@ -173,18 +177,19 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             _run_cases(run, cases, LocalLauncher(), None, None)
             continue
         from harness.emulation.topology import emulated_link
-        with emulated_link(profiles[link_name], scenario.compute,
-                           allow_no_delay=opts.allow_no_delay) as link:
-            check = calibrate(link, profiles[link_name], scenario.tolerances,
+        profile = dilate_profile(profiles[link_name], k)  # as set up; predictions use it too
+        with emulated_link(profile, scenario.compute, allow_no_delay=opts.allow_no_delay) as link:
+            check = calibrate(link, profile, scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
+            check["dilation"] = k
             link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
             write_linkcheck(link_dir, check)
             if not opts.quiet:
-                opts.echo(summary_line(check))
+                opts.echo(summary_line(check) + dilation_label(k))
             require_ok(check)
             shares = check_compute(link, scenario, link_dir, opts, run.compute)
-            _run_cases(run, cases, MininetLauncher(link), check, profiles[link_name], shares)
+            _run_cases(run, cases, MininetLauncher(link), check, profile, shares)
 
 
 def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: dict | None,

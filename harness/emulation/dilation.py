@@ -1,0 +1,88 @@
+"""Time dilation: run a case k times slower so that compute faster than this machine's cores
+can be emulated (DESIGN.md section 9; DieCast, NSDI 2008).
+
+    python -c "from harness.emulation.dilation import dilate_profile; \
+from harness.emulation.links import load_profile; print(dilate_profile(load_profile('3g'), 4))"
+
+Under a factor k every link rate is divided by k, every one-way delay and jitter multiplied by
+k, queues stay the same in packets and loss the same in percent; each host's CPU share is its
+virtual speed (compute.*_cores, or a device's calibrated share) divided by k; the timing
+window's time cap is multiplied by k. Everything then happens k times slower in real time,
+and every time the harness reports is divided by k (labelled "dilated xk"). Gains and the
+model's relative errors are ratios of two times measured under the same k: they need no
+correction.
+
+What does not dilate (kernel timers in real time): TCP's minimum RTO (200 ms), delayed ACKs
+(up to 40 ms), the initial RTO (1 s), BBR's 10 s min-RTT window and probe intervals. They
+matter only when a link loses packets or idles long enough to restart slow start; keep k small
+enough that the dilated RTT stays well above them and validate with the same case at k = 1 and
+k > 1. The workers' handshake deadlines are sized for a round trip of at most
+`MAX_RTT_S`; a factor that would stretch a link's RTT past it is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from harness.emulation.links import LinkProfile
+from harness.errors import HarnessError
+
+HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
+
+
+def dilate_profile(profile: LinkProfile, k: float) -> LinkProfile:
+    """The profile as configured under factor k: rates / k, delays and jitter x k."""
+    if k == 1:
+        return profile
+    return dataclasses.replace(
+        profile, up_mbps=profile.up_mbps / k, down_mbps=profile.down_mbps / k,
+        up_delay_ms=profile.up_delay_ms * k, down_delay_ms=profile.down_delay_ms * k,
+        jitter_ms=profile.jitter_ms * k, down_jitter_ms=profile.down_jitter_ms * k,
+        source={**profile.source, "dilation": f"time dilation x{k:g} of profile "
+                                              f"'{profile.name}' (rates / k, delays x k)"})
+
+
+def host_cores(virtual_cores: float, k: float) -> float:
+    """The CPU share, in this machine's cores, of a host that computes `virtual_cores` fast."""
+    return virtual_cores / k
+
+
+def factor_needed(cores: dict, threads: dict, ncpu: int) -> float:
+    """The smallest k at which hosts of `cores` virtual cores (role -> cores) fit: each within
+    its torch thread count, together within the machine less HOST_CORES_LEFT."""
+    room = ncpu - HOST_CORES_LEFT
+    if room <= 0:
+        raise HarnessError(f"time dilation: this machine has {ncpu} core(s); "
+                           f"{HOST_CORES_LEFT} must stay free for the emulation itself")
+    return max([1.0, sum(cores.values()) / room,
+                *(cores[role] / threads[role] for role in cores)])
+
+
+def choose_factor(cores: dict, threads: dict, ncpu: int, max_factor: float,
+                  why: dict | None = None) -> float:
+    """The smallest whole k that fits (factor_needed rounded up); above `max_factor` the
+    scenario is refused, naming what needs it (`why`: role -> how its cores were found)."""
+    need = factor_needed(cores, threads, ncpu)
+    k = float(math.ceil(need - 1e-9))
+    if k > max_factor:
+        parts = [f"{role} {cores[role]:.3g} core(s){f' ({why[role]})' if why and role in why else ''}"
+                 for role in cores]
+        raise HarnessError(f"time dilation x{k:g} would be needed ({', '.join(parts)} on "
+                           f"{ncpu} cores, {HOST_CORES_LEFT:g} kept free), above "
+                           f"compute.max_dilation = {max_factor:g}: raise it, or choose "
+                           f"slower devices")
+    return k
+
+
+def check_rtt(profile: LinkProfile, k: float) -> None:
+    """Refuse a factor that stretches the link's round trip past the handshake's budget."""
+    from harness.workers.auth import MAX_RTT_S      # the workers' constant (imports torch)
+    if profile.rtt_ms * k / 1e3 > MAX_RTT_S:
+        raise HarnessError(f"compute.dilation: x{k:g} makes link '{profile.name}' a "
+                           f"{profile.rtt_ms * k:.0f} ms RTT, above the {MAX_RTT_S * 1e3:.0f} ms "
+                           f"the workers' handshake allows: use a smaller factor")
+
+
+def label(k: float) -> str:
+    """'' at k = 1, else ' (dilated xk: times / k)' for lines that print times."""
+    return "" if k == 1 else f" (dilated x{k:g}: times / {k:g})"

@@ -1,0 +1,63 @@
+"""Virtual speeds: the time dilation factor a run uses, resolved before any work.
+
+    python run_bench.py run scenarios/quick.yaml --set compute.cloud_cores=4   # prints x4
+
+`compute.dilation: auto` becomes the smallest whole factor at which both hosts fit this
+machine (harness.emulation.dilation); a device's virtual cores come from the runtime model's
+timed block costs and the device's sustained rate. The resolved factor is what every case
+carries, so workers, the summary and `--resume` see one number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from harness.config import Scenario
+from harness.emulation.dilation import check_rtt, choose_factor
+from harness.errors import HarnessError
+
+
+def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
+    """The scenario with compute.dilation a number: 'auto' becomes the smallest whole factor
+    that fits this machine (devices: the cores the runtime model's timed costs say they need,
+    plus the calibration's tolerance); refused above compute.max_dilation or when it would
+    stretch a link's RTT past the workers' handshake budget."""
+    c = scenario.compute
+    if not opts.emulate:
+        if c.dilation not in (None, 1):
+            raise HarnessError("compute.dilation: time dilation needs emulated links and CPU "
+                               "shares; --loopback has neither")
+        return dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=1.0))
+    k, how = c.dilation, "set in the scenario"
+    if k is None:
+        cores, why = _virtual_cores(scenario)
+        k = choose_factor(cores, {"edge": c.edge_threads, "cloud": c.cloud_threads},
+                          os.cpu_count() or 1, c.max_dilation, why)
+        how = "chosen automatically: the smallest whole factor that fits this machine"
+    for profile in profiles.values():
+        check_rtt(profile, k)
+    if k != 1 or not opts.quiet:
+        opts.echo(f"time dilation x{k:g} ({how})" + ("" if k == 1 else
+                  f": link rates / {k:g}, delays x {k:g}, CPU shares / {k:g}, times reported "
+                  f"/ {k:g}"))
+    return dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=k))
+
+
+def _virtual_cores(scenario: Scenario) -> tuple[dict, dict]:
+    """(role -> virtual cores, role -> how found): compute.*_cores, or for a device the cores
+    of this machine its sustained rate equals (timed block costs), the slowest model's."""
+    from harness.predict.splits import profiles_for
+    from harness.predict.targets import cores_needed
+    from harness.run.computecheck import devices_of
+    c, devices = scenario.compute, devices_of(scenario.compute)
+    cores = {"edge": c.edge_cores, "cloud": c.cloud_cores}
+    why = {}
+    for i, (role, device) in enumerate((r, devices.get(r)) for r in ("edge", "cloud")):
+        if device is None:
+            continue
+        need = max(cores_needed(device, profiles_for(
+            arch, scenario.model.width, scenario.dataset.name, scenario.training.batch_size,
+            c.edge_threads, c.cloud_threads)[i]) for arch in scenario.archs)
+        cores[role] = need * (1 + scenario.tolerances.compute_rel)
+        why[role] = f"compute.{role}_device: {device.name} would need ~{need:.3g} cores"
+    return cores, why

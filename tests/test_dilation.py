@@ -1,0 +1,91 @@
+"""Time dilation's arithmetic (no root): the dilated link, the factor chosen, what is refused,
+the shares Mininet gets, and the times the summary reports.
+
+    .venv/bin/python -m pytest tests/test_dilation.py
+"""
+import pytest
+
+from harness.analysis.summary import _undilate
+from harness.config import ComputeConfig, dilation_of, parse_scenario
+from harness.emulation.dilation import (HOST_CORES_LEFT, check_rtt, choose_factor,
+                                        dilate_profile, factor_needed, label)
+from harness.emulation.links import load_profile
+from harness.emulation.plan import plan
+from harness.errors import HarnessError
+
+
+def test_a_dilated_link_is_k_times_slower_and_longer_with_the_same_queue_and_loss():
+    p = load_profile("4g_loss1")
+    d = dilate_profile(p, 4)
+    assert (d.up_mbps, d.down_mbps) == pytest.approx((p.up_mbps / 4, p.down_mbps / 4))
+    assert (d.up_delay_ms, d.down_delay_ms) == pytest.approx((p.up_delay_ms * 4, p.down_delay_ms * 4))
+    assert (d.jitter_ms, d.down_jitter_ms) == (p.jitter_ms * 4, p.down_jitter_ms * 4)
+    assert (d.loss_pct, d.down_loss_pct, d.queue_packets) == (p.loss_pct, p.down_loss_pct,
+                                                              p.queue_packets)
+    assert d.name == p.name and "x4" in d.source["dilation"]
+    # a transfer's serialization time and the RTT both grow by k: bytes / (rate / k) = k x
+    assert d.rtt_ms == pytest.approx(4 * p.rtt_ms)
+    assert dilate_profile(p, 1) is p
+
+
+def test_the_factor_is_the_smallest_whole_one_that_fits():
+    threads = {"edge": 1, "cloud": 1}
+    assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8) == 1     # the defaults
+    # one thread cannot use more than one core: a 4-core cloud needs x4
+    assert choose_factor({"edge": 0.5, "cloud": 4.0}, threads, 2, 8) == 4
+    # together within 2 - HOST_CORES_LEFT cores: 1.0 + 1.0 needs 2 / 1.5 -> x2
+    assert factor_needed({"edge": 1.0, "cloud": 1.0}, threads, 2) == pytest.approx(
+        2 / (2 - HOST_CORES_LEFT))
+    assert choose_factor({"edge": 1.0, "cloud": 1.0}, threads, 2, 8) == 2
+    assert choose_factor({"edge": 1.0, "cloud": 3.0}, {"edge": 1, "cloud": 4}, 16, 8) == 1
+
+
+def test_a_factor_above_the_ceiling_is_refused_naming_what_needs_it():
+    with pytest.raises(HarnessError) as err:
+        choose_factor({"edge": 0.5, "cloud": 500.0}, {"edge": 1, "cloud": 1}, 2, 8,
+                      {"cloud": "compute.cloud_device: v100 would need ~455 cores"})
+    text = str(err.value)
+    assert "x500" in text and "compute.max_dilation = 8" in text and "v100" in text
+
+
+def test_a_factor_that_stretches_the_rtt_past_the_handshake_budget_is_refused():
+    check_rtt(load_profile("3g"), 6)                 # 900 ms: allowed
+    with pytest.raises(HarnessError, match="compute.dilation: x2 makes link 'geo' a 1200 ms RTT"):
+        check_rtt(load_profile("geo"), 2)
+
+
+def test_scenario_dilation_auto_number_and_bad_values():
+    base = {"name": "d", "links": ["3g"]}
+    assert parse_scenario(base).compute.dilation is None                  # auto by default
+    assert parse_scenario({**base, "compute": {"dilation": "auto"}}).compute.dilation is None
+    assert parse_scenario({**base, "compute": {"dilation": 4}}).compute.dilation == 4.0
+    for value, words in ((0.5, "compute.dilation: must be 'auto' or a number in [1"),
+                         (9, "compute.dilation: must be 'auto' or a number in [1"),
+                         ("fast", "compute.dilation: expected a number")):
+        with pytest.raises(HarnessError, match=words.replace("[", r"\[")):
+            parse_scenario({**base, "compute": {"dilation": value}})
+    with pytest.raises(HarnessError, match="compute.max_dilation: must be >= 1"):
+        parse_scenario({**base, "compute": {"max_dilation": 0.5}})
+    assert dilation_of(ComputeConfig()) == 1.0
+
+
+def test_mininet_gets_the_virtual_cores_divided_by_k():
+    compute = ComputeConfig(edge_cores=2.0, cloud_cores=4.0, dilation=4.0)
+    _, _, emulation = plan(load_profile("3g"), compute, netem=False)
+    assert (emulation["edge_cores"], emulation["cloud_cores"]) == (0.5, 1.0)
+    assert emulation["dilation"] == 4.0
+    with pytest.raises(HarnessError, match="compute.cloud_cores: 400 is not in"):
+        plan(load_profile("3g"), ComputeConfig(cloud_cores=400.0, dilation=4.0), netem=False)
+
+
+def test_the_summary_divides_every_time_by_k_and_says_so():
+    row = {"wall_s": 40.0, "edge_compute_s": 8.0, "est_full_wall_s": 400.0,
+           "est_full_wall_ci_s": 20.0, "interval_s": 4.0, "predicted_full_s": 380.0,
+           "steps": 10, "runtime_source": "estimated: fill + (100-1) x steady interval"}
+    out = _undilate(dict(row), 4.0)
+    assert (out["wall_s"], out["edge_compute_s"], out["est_full_wall_s"]) == (10.0, 2.0, 100.0)
+    assert (out["est_full_wall_ci_s"], out["interval_s"], out["predicted_full_s"]) == (5.0, 1.0, 95.0)
+    assert out["steps"] == 10 and out["dilation"] == 4.0
+    assert out["runtime_source"].endswith("dilated x4, times / 4")
+    assert _undilate(dict(row), 1.0) == {**row, "dilation": 1.0}
+    assert label(1.0) == "" and label(4.0) == " (dilated x4: times / 4)"
