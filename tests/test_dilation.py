@@ -8,7 +8,7 @@ import pytest
 from harness.analysis.summary import _undilate
 from harness.config import ComputeConfig, dilation_of, parse_scenario
 from harness.emulation.dilation import (HOST_CORES_LEFT, check_rtt, choose_factor,
-                                        dilate_profile, factor_needed, label)
+                                        dilate_profile, factor_needed, label, link_label)
 from harness.emulation.links import load_profile
 from harness.emulation.plan import plan
 from harness.errors import HarnessError
@@ -89,3 +89,4 @@ def test_the_summary_divides_every_time_by_k_and_says_so():
     assert out["runtime_source"].endswith("dilated x4, times / 4")
     assert _undilate(dict(row), 1.0) == {**row, "dilation": 1.0}
     assert label(1.0) == "" and label(4.0) == " (dilated x4: times / 4)"
+    assert link_label(1.0) == "" and "rates / 4, delays x 4" in link_label(4.0)

@@ -86,3 +86,8 @@ def check_rtt(profile: LinkProfile, k: float) -> None:
 def label(k: float) -> str:
     """'' at k = 1, else ' (dilated xk: times / k)' for lines that print times."""
     return "" if k == 1 else f" (dilated x{k:g}: times / {k:g})"
+
+
+def link_label(k: float) -> str:
+    """'' at k = 1, else what a calibration line's numbers are: the link as set up."""
+    return "" if k == 1 else f" (as set up under dilation x{k:g}: rates / {k:g}, delays x {k:g})"

@@ -221,16 +221,19 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
         result = calibrate_compute(link, scenario) or {"roles": {}, "ok": True}
         if not opts.quiet:
             for line in summary_lines(result):
-                opts.echo(line)
+                opts.echo(line + ("" if dilation_of(scenario.compute) == 1 else
+                                  " (targets and times in real seconds, x the dilation)"))
         require_ok(result)
         setter = share_setter(result, link) if result["roles"] else None
         from harness.run.factors import factor_lines, share_factors
         result["model_factors"] = share_factors(link, scenario, setter)
         result["measured_on_link"] = link.profile.name
         memo["result"] = result
+        k = dilation_of(scenario.compute)
+        real = "" if k == 1 else f" (real seconds under time dilation x{k:g})"
         if not opts.quiet:
             for line in factor_lines(result["model_factors"]):
-                opts.echo(line)
+                opts.echo(line + real)
     result = memo["result"]
     write_json(link_dir / "computecheck.json", result, indent=2)
     return share_setter(result, link) if result["roles"] else None

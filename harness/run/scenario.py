@@ -30,7 +30,7 @@ from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run import rundir
 from harness.run.progress import Progress, steady_text
-from harness.emulation.dilation import dilate_profile, label as dilation_label
+from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.rundir import new_run_dir, write_state
 from harness.run.virtual import resolve_dilation
 from harness.run.window import Window
@@ -186,7 +186,7 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
             write_linkcheck(link_dir, check)
             if not opts.quiet:
-                opts.echo(summary_line(check) + dilation_label(k))
+                opts.echo(summary_line(check) + link_label(k))
             require_ok(check)
             shares = check_compute(link, scenario, link_dir, opts, run.compute)
             _run_cases(run, cases, MininetLauncher(link), check, profile, shares)
