@@ -239,17 +239,18 @@ def test_an_edge_device_is_calibrated_and_a_too_fast_cloud_device_refused(tmp_pa
 
 def test_a_dilated_case_runs_k_times_slower_and_reports_virtual_times(tmp_path):
     """compute.dilation 2: the link is configured at half its rates and twice its delays, the
-    hosts at half their shares, and the summary divides the times by 2."""
-    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"],
+    hosts at half their shares, and the summary divides the times by 2. Over 4g: a dilated
+    3g link takes twice as long to calibrate, and the subject is the arithmetic."""
+    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["hierarchical"], "links": ["4g"],
                                                      "compute.dilation": 2}))
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     run_dir = run_dir_of(tmp_path)
-    check = json.loads((run_dir / "links" / "3g" / "linkcheck.json").read_text())
+    check = json.loads((run_dir / "links" / "4g" / "linkcheck.json").read_text())
     assert check["dilation"] == 2 and check["ok"]
-    assert check["configured"]["up_mbps"] == pytest.approx(0.55)
-    assert check["configured"]["rtt_ms"] == pytest.approx(300)
-    assert check["measured"]["rtt_ms"] == pytest.approx(300, rel=0.1)
+    assert check["configured"]["up_mbps"] == pytest.approx(5.85 / 2)
+    assert check["configured"]["rtt_ms"] == pytest.approx(120)
+    assert check["measured"]["rtt_ms"] == pytest.approx(120, rel=0.1)
     case_dir = next(d for d in run_dir.iterdir() if (d / "totals.json").exists())
     case = json.loads((case_dir / "case.json").read_text())
     assert case["compute"]["dilation"] == 2
