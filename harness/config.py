@@ -91,6 +91,10 @@ class ComputeConfig:
     dilation: float | None = None
     max_dilation: float = 8.0         # a scenario that would need more is refused
 
+    def host_cores(self, role: str) -> float:
+        """The CPU share, in this machine's cores, of the `role` host: its cores / the dilation."""
+        return getattr(self, f"{role}_cores") / dilation_of(self)
+
 
 def dilation_of(compute: ComputeConfig) -> float:
     """The time dilation factor a case runs under (1 while still 'auto', or unshaped)."""

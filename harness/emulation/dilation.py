@@ -42,11 +42,6 @@ def dilate_profile(profile: LinkProfile, k: float) -> LinkProfile:
                                               f"'{profile.name}' (rates / k, delays x k)"})
 
 
-def host_cores(virtual_cores: float, k: float) -> float:
-    """The CPU share, in this machine's cores, of a host that computes `virtual_cores` fast."""
-    return virtual_cores / k
-
-
 def factor_needed(cores: dict, threads: dict, ncpu: int) -> float:
     """The smallest k at which hosts of `cores` virtual cores (role -> cores) fit: each within
     its torch thread count, together within the machine less HOST_CORES_LEFT."""

@@ -28,7 +28,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
     edge, cloud = link_params(profile, netem)
     ncpu = os.cpu_count() or 1
     k = dilation_of(compute)
-    shares = {"edge": compute.edge_cores / k, "cloud": compute.cloud_cores / k}
+    shares = {role: compute.host_cores(role) for role in ("edge", "cloud")}
     for role, cores in shares.items():
         if not 0 < cores <= ncpu:
             raise HarnessError(f"compute.{role}_cores: {cores * k:g} is not in (0, {ncpu * k:g}] "

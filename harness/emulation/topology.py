@@ -20,7 +20,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import CPULimitedHost
 
-from harness.config import ComputeConfig, dilation_of
+from harness.config import ComputeConfig
 from harness.emulation.links import LinkProfile, load_profile
 from harness.emulation.netclean import MARKER_ENV, RULE_TAG, clean, leftovers, remove_cgroups
 from harness.emulation.plan import CFS_PERIOD_US, cfs_cores, offloads, plan, tc_rate_mbps
@@ -158,9 +158,9 @@ def _build(link: EmulatedLink, edge_p: dict, cloud_p: dict, compute: ComputeConf
     link.net = net
     # CFS period 10 ms (Mininet's default is 100 ms): a half-core quota then alternates in
     # 5 ms slices, so a ~0.2 s training step sees the share it was given, not a 50 ms burst.
-    k = dilation_of(compute)           # time dilation: each host computes k times slower
-    net.addHost("edge", ip=IPS["edge"] + "/24", cpu=compute.edge_cores / k / ncpu, period_us=CFS_PERIOD_US)
-    net.addHost("cloud", ip=IPS["cloud"] + "/24", cpu=compute.cloud_cores / k / ncpu, period_us=CFS_PERIOD_US)
+    for role in ("edge", "cloud"):     # under time dilation each host computes k times slower
+        net.addHost(role, ip=IPS[role] + "/24", cpu=compute.host_cores(role) / ncpu,
+                    period_us=CFS_PERIOD_US)
     net.addLink("edge", "cloud", params1=edge_p["tc"], params2=cloud_p["tc"])
     net.build()
     for role, params in (("edge", edge_p), ("cloud", cloud_p)):

@@ -58,7 +58,7 @@ def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))
     k = dilation_of(c)            # under time dilation every host computes k times slower
-    cores = [c.edge_cores / k, c.cloud_cores / k]
+    cores = [c.host_cores("edge"), c.host_cores("cloud")]
     for i, name in enumerate((c.edge_device, c.cloud_device)):
         if name is not None:      # the device's modelled times, as its host is calibrated to
             profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0 / k

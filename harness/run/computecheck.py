@@ -187,8 +187,7 @@ def calibrate_compute(link, scenario) -> dict | None:
                                       f"share, median of {PROBE_BATCHES} batches"}
     for role, device in devices.items():
         other = "cloud" if role == "edge" else "edge"
-        others = 0.0 if other in devices else \
-            getattr(scenario.compute, f"{other}_cores") / dilation_of(scenario.compute)
+        others = 0.0 if other in devices else scenario.compute.host_cores(other)
         threads = getattr(scenario.compute, f"{role}_threads")
         max_cores = max(0.0, min(threads, ncpu - HOST_CORES_LEFT - others))
         rows = [calibrate_pair(link, scenario, role, device, max_cores, arch, split)
