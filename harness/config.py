@@ -90,10 +90,37 @@ class ComputeConfig:
     # cores, chosen by the runner; a case carries the k it ran under.
     dilation: float | None = None
     max_dilation: float = 8.0         # a scenario that would need more is refused
+    # Paced compute (harness.run.pacing): each training step runs at full speed, then waits
+    # until the runtime model's time for that step on the virtual device has passed, so the
+    # host machine's own speed drift does not reach the measurement. False: CPU shares.
+    pace: bool = False
+    # Per-step targets in real seconds, {role: {phase: s}}: set by the runner for each case
+    # it runs paced (never in a scenario); None: compute is not paced.
+    pace_s: dict | None = None
 
     def host_cores(self, role: str) -> float:
-        """The CPU share, in this machine's cores, of the `role` host: its cores / the dilation."""
+        """The `role` host's virtual speed in this machine's cores under the dilation: its
+        cores / k (what the runtime model's compute costs assume)."""
         return getattr(self, f"{role}_cores") / dilation_of(self)
+
+    def pace_for(self, role: str, phase: str = "step") -> float | None:
+        """Seconds a paced compute step of `role` lasts (harness.run.pacing), None when not
+        paced; a malformed target in a case file is refused by name."""
+        if self.pace_s is None:
+            return None
+        value = (self.pace_s.get(role) or {}).get(phase)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 3600:
+            raise HarnessError(f"case file: compute.pace_s.{role}.{phase}: expected seconds in "
+                               f"[0, 3600), got {value!r}")
+        return float(value)
+
+    def cgroup_cores(self, role: str) -> float:
+        """The CPU share the `role` host's cgroup gets: its virtual speed (host_cores), or one
+        core per torch thread when compute is paced (real steps run at full speed and the
+        pacing, not the share, sets their time)."""
+        if self.pace:
+            return float(getattr(self, f"{role}_threads"))
+        return self.host_cores(role)
 
 
 def dilation_of(compute: ComputeConfig) -> float:
@@ -227,7 +254,11 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
 
 
 def _auto(raw: Any, where: str) -> Any:
-    """compute.dilation: 'auto' is the default (None); any other string is refused by name."""
+    """compute.dilation: 'auto' is the default (None); any other string is refused by name.
+    compute.pace_s is the runner's, per case: a scenario cannot set it."""
+    if where == "compute" and isinstance(raw, dict) and "pace_s" in raw:
+        raise HarnessError("compute.pace_s: set by the runner for each paced case, not a "
+                           "scenario key (use compute.pace: true)")
     if where == "compute" and isinstance(raw, dict) and raw.get("dilation") == "auto":
         return {**raw, "dilation": None}
     return raw

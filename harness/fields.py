@@ -35,6 +35,10 @@ def check_type(where: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise HarnessError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise HarnessError(f"{where}: expected true or false, got {value!r}")
+        return value
     raise AssertionError(f"unhandled annotation {annotation}")
 
 

@@ -260,3 +260,42 @@ def test_a_dilated_case_runs_k_times_slower_and_reports_virtual_times(tmp_path):
     row = pd.read_csv(run_dir / "summary.csv").iloc[0]
     assert row["dilation"] == 2 and row["wall_s"] == pytest.approx(totals["wall_s"] / 2)
     assert "dilated x2" in row["runtime_source"]
+
+
+def test_paced_compute_lasts_its_targets_on_hosts_given_a_core_per_thread(tmp_path):
+    """compute.pace (harness.run.pacing) under Mininet: every compute span lasts its case's
+    target (the runtime model's step time on the virtual device) and records its real
+    compute beside it; the hosts' cgroups get one core per thread; the compute probes
+    before the cases find every real step faster than its target; edge-only's wall time is
+    its steps times its target."""
+    path = scenario(tmp_path, **{"methods": ["hierarchical", "edge"], "links": ["4g"],
+                                 "compute.edge_cores": 0.25, "compute.cloud_cores": 0.5,
+                                 "compute.pace": True})
+    proc = start_run(tmp_path, path)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    run_dir = run_dir_of(tmp_path)
+    check = json.loads((run_dir / "links" / "4g" / "linkcheck.json").read_text())
+    assert check["dilation"] == 1 and check["emulation"]["compute"].startswith("paced")
+    assert check["emulation"]["edge_cores"] == check["emulation"]["cloud_cores"] == 1.0
+    factors = json.loads((run_dir / "links" / "4g" / "computecheck.json").read_text())
+    rounds = [r for pair in factors["model_factors"].values() for roles in pair.values()
+              for r in roles.values()]
+    assert rounds and all(r["factor"] < 1 for r in rounds), rounds
+    for case_dir in (d for d in run_dir.iterdir() if (d / "totals.json").exists()):
+        case = json.loads((case_dir / "case.json").read_text())
+        targets = case["compute"]["pace_s"]
+        spans = [json.loads(line) for role in targets
+                 for line in (case_dir / f"{role}.jsonl").read_text().splitlines()]
+        spans = [s for s in spans if s["event"] == "compute"]
+        assert len(spans) == 4 * len(targets)
+        for s in spans:
+            target = targets[s["role"]][s.get("phase") or "step"]
+            assert s["pace_s"] == target and s["t_end"] - s["t_start"] >= target - 1e-6
+            if not s["overrun"]:           # the wait ends on time (sleep's wake-up, 2 cores)
+                assert s["t_end"] - s["t_start"] <= target + 0.05
+                assert s["busy_s"] < target
+        totals = json.loads((case_dir / "totals.json").read_text())
+        assert totals["paced_steps"] == len(spans)
+        if case["method"] == "edge" and totals["pace_overruns"] == 0:
+            assert totals["wall_s"] == pytest.approx(4 * targets["edge"]["step"], rel=0.05)

@@ -97,3 +97,21 @@ def test_window_keeps_going_while_the_interval_is_noisy(tmp_path):
             edge.write(_event("edge", k, t - 0.1, t - 0.05, phase="forward"))
             edge.write(_event("edge", k, t - 0.02, t, phase="backward"))
     assert not w.poll() and not (tmp_path / "STOP").exists()
+
+
+def test_window_stops_on_time_only_once_the_interval_has_a_ci(tmp_path):
+    """Past `max_s` with too few steady intervals for batch means, the window goes on: a STOP
+    then would leave an estimate without spread (8 batches: 5 steady intervals, 2 groups)."""
+    from harness.run.window import Window
+    w = Window(tmp_path, "edge", min_batches=8, ci_target=0.01, n_full=100, max_s=1.0)
+    rng = random.Random(1)
+    t, stops = 0.0, []
+    with open(tmp_path / "edge.jsonl", "w") as edge:
+        for k in range(12):
+            t += rng.choice([0.5, 1.5])
+            edge.write(_event("edge", k, t - 0.1, t))
+            edge.flush()
+            stops.append(w.poll())
+    assert stops.index(True) == 8                          # the 9th batch gives 3 groups of 2
+    assert (tmp_path / "STOP").read_text().startswith("time budget reached")
+

@@ -32,7 +32,8 @@ STAGES = ("edge_compute_s", "uplink_s", "cloud_compute_s", "downlink_s")
 GROUP = ["arch", "split", "codec", "link", "rep"]
 NUMERIC = ["steps", "wall_s", *STAGES, "bytes_up_total", "bytes_down_total", "raw_bytes_to_cloud",
            "final_acc", "edge_exit_acc", "test_samples", "est_full_wall_s", "est_full_wall_ci_s",
-           "fill_s", "interval_s", "interval_ci_s", "full_steps", "predicted_s", "predicted_full_s"]
+           "fill_s", "interval_s", "interval_ci_s", "full_steps", "predicted_s", "predicted_full_s",
+           "paced_steps", "pace_overruns"]
 Z95 = 1.959964
 
 
@@ -67,11 +68,14 @@ def _row(case_dir: Path, scenario: str) -> dict:
            "batch_size": case["training"]["batch_size"], "full_steps": info.get("full_steps")}
     totals_ = _read_json(case_dir / "totals.json") or {}
     row.update({k: totals_.get(k) for k in ("steps", "wall_s", *STAGES, "bytes_up_total",
-                                            "bytes_down_total", "raw_bytes_to_cloud")})
+                                            "bytes_down_total", "raw_bytes_to_cloud",
+                                            "paced_steps", "pace_overruns")})
     accuracy = _read_json(case_dir / "accuracy.json") or {}
     row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source",
                                              "test_samples")})
     row.update(_estimate(row, info))
+    if row.get("paced_steps"):
+        row["runtime_source"] += "; compute paced to the runtime model's step times"
     row["predicted_s"] = info.get("predicted_s")
     row["predicted_full_s"] = info.get("predicted_full_s")
     return _undilate(row, (case.get("compute") or {}).get("dilation") or 1.0)

@@ -143,7 +143,22 @@ def totals(df: pd.DataFrame) -> dict:
         "bytes_down_payload": _sum(df, "cloud", SEND, "bytes_payload"),
         "bytes_down_total": _sum(df, "cloud", SEND, "bytes_payload") + _sum(df, "cloud", SEND, "bytes_framing"),
         "raw_bytes_to_cloud": _sum(df, "edge", SEND, "bytes_raw"),
+        **paced_totals(df),
     }
+
+
+def paced_totals(df: pd.DataFrame) -> dict:
+    """Paced compute (harness.run.pacing): steps paced, how many overran their target (their
+    real compute took longer), and the real compute seconds per side. {} when not paced."""
+    spans = df[df["event"] == COMPUTE]
+    if "pace_s" not in spans or spans["pace_s"].isna().all():
+        return {}
+    paced = spans[spans["pace_s"].notna()]
+    out = {"paced_steps": int(len(paced)),
+           "pace_overruns": int(paced["overrun"].astype(bool).sum())}
+    for role in ("edge", "cloud"):
+        out[f"{role}_compute_busy_s"] = float(paced.loc[paced["role"] == role, "busy_s"].sum())
+    return out
 
 
 def final_stage(df: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -161,6 +176,9 @@ def steady(df: pd.DataFrame, n_full: int, method: str, cached_steps: int = 0) ->
     `cached_steps`: steps of the full budget that train from the cloud's cache (cloud-only,
     epochs after the first): they cost the cloud's measured compute per step, not an upload,
     so they are charged at the mean cloud compute time (CI: t over the measured steps).
+    Batches that complete after the timing window's STOP (in flight, or buffered) count
+    too: they are steady intervals, and a window of ~10 s needs them to include BBR's
+    PROBE_RTT dip (one every 10 s: 0.26-0.43 s of one transfer, measured on 3g and 4g).
     """
     work = df[df["event"].isin([COMPUTE, SEND])]
     compute = df[df["event"] == COMPUTE]

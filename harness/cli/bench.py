@@ -261,6 +261,10 @@ def _print_summary(run_dir: Path) -> None:
     acc_sources = ok["acc_source"].dropna().unique().tolist()
     click.echo(f"runtime: {'; '.join(sources)} (M per case: the 'steps' column)")
     click.echo(f"accuracy: {'; '.join(acc_sources)}")
+    if "paced_steps" in ok and ok["paced_steps"].sum() > 0:
+        click.echo(f"paced compute: {int(ok['pace_overruns'].sum())} of "
+                   f"{int(ok['paced_steps'].sum())} steps overran their target (their real "
+                   f"compute took longer; the step then lasted its real time)")
     click.echo("± is a 95% CI: runtime from the steady interval's batch means, gain from both "
                "runtimes (delta method), accuracy from the test-set size (Wilson)")
     click.echo(f"gains: 1 - T(hierarchical)/T(baseline) on full-budget estimates, same run, "

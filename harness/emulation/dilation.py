@@ -42,22 +42,24 @@ def dilate_profile(profile: LinkProfile, k: float) -> LinkProfile:
                                               f"'{profile.name}' (rates / k, delays x k)"})
 
 
-def factor_needed(cores: dict, threads: dict, ncpu: int) -> float:
+def factor_needed(cores: dict, threads: dict, ncpu: int, margin: float = 1.0) -> float:
     """The smallest k at which hosts of `cores` virtual cores (role -> cores) fit: each within
-    its torch thread count, together within the machine less HOST_CORES_LEFT."""
+    its torch thread count (with `margin` x its cores: paced compute needs its targets that
+    much above its real steps, harness.run.pacing), together within the machine less
+    HOST_CORES_LEFT."""
     room = ncpu - HOST_CORES_LEFT
     if room <= 0:
         raise HarnessError(f"time dilation: this machine has {ncpu} core(s); "
                            f"{HOST_CORES_LEFT} must stay free for the emulation itself")
     return max([1.0, sum(cores.values()) / room,
-                *(cores[role] / threads[role] for role in cores)])
+                *(margin * cores[role] / threads[role] for role in cores)])
 
 
 def choose_factor(cores: dict, threads: dict, ncpu: int, max_factor: float,
-                  why: dict | None = None) -> float:
+                  why: dict | None = None, margin: float = 1.0) -> float:
     """The smallest whole k that fits (factor_needed rounded up); above `max_factor` the
     scenario is refused, naming what needs it (`why`: role -> how its cores were found)."""
-    need = factor_needed(cores, threads, ncpu)
+    need = factor_needed(cores, threads, ncpu, margin)
     k = float(math.ceil(need - 1e-9))
     if k > max_factor:
         parts = [f"{role} {cores[role]:.3g} core(s){f' ({why[role]})' if why and role in why else ''}"

@@ -28,9 +28,9 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
     edge, cloud = link_params(profile, netem)
     ncpu = os.cpu_count() or 1
     k = dilation_of(compute)
-    shares = {role: compute.host_cores(role) for role in ("edge", "cloud")}
+    shares = {role: compute.cgroup_cores(role) for role in ("edge", "cloud")}
     for role, cores in shares.items():
-        if not 0 < cores <= ncpu:
+        if not compute.pace and not 0 < cores <= ncpu:
             raise HarnessError(f"compute.{role}_cores: {cores * k:g} is not in (0, {ncpu * k:g}] "
                                f"(CPU cores on this machine" + (f", x{k:g} dilated)" if k != 1 else
                                                                 ")"))
@@ -50,6 +50,10 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
         "edge_cores": shares["edge"], "cloud_cores": shares["cloud"], "cpu_count": ncpu,
         "dilation": k,
         "cfs_period_us": CFS_PERIOD_US,
+        "compute": ("paced: each step waits out the runtime model's time on the virtual device "
+                    f"(edge {compute.edge_cores:g}, cloud {compute.cloud_cores:g} virtual cores); "
+                    "each host's share is one core per thread" if compute.pace else
+                    "CPU shares: each host's cgroup quota is its virtual cores / the dilation"),
     }
     if lossy:
         emulation["loss"] = "netem" if netem else "iptables-statistic"

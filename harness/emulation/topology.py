@@ -159,7 +159,7 @@ def _build(link: EmulatedLink, edge_p: dict, cloud_p: dict, compute: ComputeConf
     # CFS period 10 ms (Mininet's default is 100 ms): a half-core quota then alternates in
     # 5 ms slices, so a ~0.2 s training step sees the share it was given, not a 50 ms burst.
     for role in ("edge", "cloud"):     # under time dilation each host computes k times slower
-        net.addHost(role, ip=IPS[role] + "/24", cpu=compute.host_cores(role) / ncpu,
+        net.addHost(role, ip=IPS[role] + "/24", cpu=min(compute.cgroup_cores(role), ncpu) / ncpu,
                     period_us=CFS_PERIOD_US)
     net.addLink("edge", "cloud", params1=edge_p["tc"], params2=cloud_p["tc"])
     net.build()

@@ -217,7 +217,10 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
     cores, not properties of a link); written to each link's computecheck.json. Stops the run
     when a device is off target; returns the per-case share setter (None without devices)."""
     if "result" not in memo:
-        result = calibrate_compute(link, scenario) or {"roles": {}, "ok": True}
+        # Paced hosts compute at full speed and wait out a device's modelled time: no share
+        # to calibrate (harness.run.pacing).
+        result = (None if scenario.compute.pace else calibrate_compute(link, scenario)) or {
+            "roles": {}, "ok": True}
         if not opts.quiet:
             for line in summary_lines(result):
                 opts.echo(line + ("" if dilation_of(scenario.compute) == 1 else
@@ -230,7 +233,13 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
         memo["result"] = result
         k = dilation_of(scenario.compute)
         real = "" if k == 1 else f" (real seconds under time dilation x{k:g})"
-        if not opts.quiet:
+        if scenario.compute.pace:         # the same probes, read as real time vs pace target
+            from harness.run.pacing import pace_lines, require_paceable
+            if not opts.quiet:
+                for line in pace_lines(result["model_factors"]):
+                    opts.echo(line + real)
+            require_paceable(result["model_factors"])
+        elif not opts.quiet:
             for line in factor_lines(result["model_factors"]):
                 opts.echo(line + real)
     result = memo["result"]

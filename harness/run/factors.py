@@ -47,6 +47,8 @@ def share_factors(link, scenario, setter) -> dict:
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():
+                if name == "alone" and scenario.compute.pace:
+                    continue      # paced hosts own a core each: an idle peer changes nothing
                 if name == "both at once":
                     for role, probe in probes.items():
                         probe.start_round(FACTOR_BATCHES, parts[role])
@@ -77,7 +79,26 @@ def factor_lines(factors: dict) -> list[str]:
 
 def model_factors(memo: dict, case) -> dict | None:
     """{"edge": f, "cloud": f} measured for the case's (model, split) the way its method
-    computes (METHOD_ROUND), None if not measured."""
+    computes (METHOD_ROUND), None if not measured or when compute is paced (a paced step
+    lasts the model's time: the probes then measure the margin, not a correction)."""
+    if case.compute.pace:
+        return None
     pairs = memo.get("result", {}).get("model_factors", {})
     found = pairs.get(f"{case.model.arch}@{case.model.split}", {}).get(METHOD_ROUND[case.method])
     return {role: r["factor"] for role, r in found.items()} if found else None
+
+
+def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, memo: dict) -> dict:
+    """The runtime model's predictions for a case: its measured window (`predicted_s`) and its
+    full budget (`predicted_full_s`), with the bottleneck and busy times, and what the compute
+    terms are (the pace targets, or costs scaled by the factors measured under the shares)."""
+    from harness.predict.splits import predict_case
+    out = {}
+    for key, n, epochs in (("predicted_s", measured_steps, 1),
+                           ("predicted_full_s", per_epoch, case.training.epochs)):
+        pred = predict_case(case, link_profile, n, epochs, model_factors(memo, case))
+        out[key] = pred.total_s
+    how = ("compute = the pace targets the workers waited out" if case.compute.pace else
+           "compute scaled by the factors measured under the CPU shares (computecheck.json)")
+    return {**out, "predicted_bottleneck": pred.bottleneck, "predicted_busy": pred.busy,
+            "predicted_by": f"runtime model (harness/predict/runtime.py), {how}"}

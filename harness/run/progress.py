@@ -58,3 +58,10 @@ def steady_text(s: dict, k: float = 1.0) -> str:
     return (f"; steady {s['interval_s'] / k:.3f} s/batch {ci}, full budget est. "
             f"{s['est_s'] / k:.1f}"
             + ("" if s["est_ci_s"] != s["est_ci_s"] else f" +- {s['est_ci_s'] / k:.1f}") + " s")
+
+
+def pace_text(totals: dict) -> str:
+    """'; paced, 0 of 40 steps overran' for a paced case, else ''."""
+    if not totals.get("paced_steps"):
+        return ""
+    return f"; paced, {totals.get('pace_overruns', 0)} of {totals['paced_steps']} steps overran"

@@ -28,8 +28,9 @@ from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case, write_status
 from harness.run.accuracy import accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
+from harness.run.pacing import paced
 from harness.run import rundir
-from harness.run.progress import Progress, steady_text
+from harness.run.progress import Progress, pace_text, steady_text
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.rundir import new_run_dir, write_state
 from harness.run.virtual import resolve_dilation
@@ -122,7 +123,7 @@ class Run:
 def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profile=None) -> None:
     """One emulated case: run, record what was measured and how, evaluate if needed."""
     scenario, train, test, progress = run.scenario, run.train, run.test, run.progress
-    timed = timed_case(case, scenario)
+    timed = timed_case(paced(case) if run.opts.emulate else case, scenario)
     steps, n_full = full_steps(timed, len(train)), full_steps(case, len(train))
     show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
     m, k = scenario.measure, dilation_of(case.compute)
@@ -140,16 +141,11 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
     info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
     if link_profile is not None:
-        from harness.predict.splits import predict_case
-        from harness.run.factors import model_factors
-        per_epoch = batches_per_epoch(case, len(train))
-        for key, n, epochs in (("predicted_s", totals["steps"], 1),
-                               ("predicted_full_s", per_epoch, case.training.epochs)):
-            pred = predict_case(case, link_profile, n, epochs, model_factors(run.compute, case))
-            info[key] = pred.total_s
-        info.update(predicted_bottleneck=pred.bottleneck, predicted_busy=pred.busy,
-                    predicted_by="runtime model (harness/predict/runtime.py), compute scaled by "
-                                 "the factors measured under the CPU shares (computecheck.json)")
+        from harness.run.factors import case_predictions
+        info.update(case_predictions(case, link_profile, totals["steps"],
+                                     batches_per_epoch(case, len(train)), run.compute))
+    if timed.compute.pace_s is not None:
+        info["pace_s"] = timed.compute.pace_s
     write_json(case_dir / "case_info.json", info)
     if run.accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
@@ -159,7 +155,8 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
     write_json(case_dir / "accuracy.json", acc)
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s'] / k:.2f} s for {totals['steps']} "
-                    f"batches{steady_text(info['steady'], k)}, final acc {acc['final_acc']:.4f}"
+                    f"batches{steady_text(info['steady'], k)}{pace_text(totals)}, final acc "
+                    f"{acc['final_acc']:.4f}"
                     f"{dilation_label(k)}")
 
 

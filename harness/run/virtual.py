@@ -15,6 +15,7 @@ import os
 from harness.config import Scenario
 from harness.emulation.dilation import check_rtt, choose_factor
 from harness.errors import HarnessError
+from harness.run.pacing import PACE_MARGIN
 
 
 def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
@@ -29,11 +30,20 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
                                "shares; --loopback has neither")
         return dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=1.0))
     k, how = c.dilation, "set in the scenario"
+    threads = {"edge": c.edge_threads, "cloud": c.cloud_threads}
     if k is None:
         cores, why = _virtual_cores(scenario)
-        k = choose_factor(cores, {"edge": c.edge_threads, "cloud": c.cloud_threads},
-                          os.cpu_count() or 1, c.max_dilation, why)
-        how = "chosen automatically: the smallest whole factor that fits this machine"
+        k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why,
+                          PACE_MARGIN if c.pace else 1.0)
+        how = "chosen automatically: the smallest whole factor that fits this machine" + (
+            f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
+    elif c.pace:
+        cores, _ = _virtual_cores(scenario)
+        short = [r for r, n in cores.items() if n * PACE_MARGIN / k > threads[r] + 1e-9]
+        if short:
+            opts.echo(f"warning: compute.dilation x{k:g} leaves the paced {' and '.join(short)} "
+                      f"less than {PACE_MARGIN:g}x its real step time: expect overruns (counted "
+                      f"per case); 'auto' would choose a factor that fits")
     for profile in profiles.values():
         check_rtt(profile, k)
     if k != 1 or not opts.quiet:

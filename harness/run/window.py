@@ -5,7 +5,7 @@
 While a case runs, the runner polls its workers' JSONL events (only lines added since the last
 poll). Once at least `min_batches` batches have completed and either the steady per-batch
 interval's 95% CI (harness.analysis.steady) is within `ci_target` of it, or `max_seconds` of
-measurement have passed, it writes STOP (with the reason) into the case directory; the edge
+measurement have passed and the interval has a CI at all, it writes STOP (with the reason) into the case directory; the edge
 sends no further batch and the run ends normally. The cap is the case's own batch budget
 (`measure.timing_batches`). A run stopped by time or by the cap carries the wider CI it got.
 """
@@ -62,7 +62,9 @@ class Window:
             return False
         s = steady_state(done, self.start, self.n_full)
         rel = s["interval_ci_s"] / s["interval_s"] if s["interval_s"] > 0 else math.nan
-        timed_out = done[-1] - self.start >= self.max_s
+        # The time budget ends a window only once it has a CI at all (enough steady intervals
+        # for MIN_BLOCKS batch means): a stop before that leaves an estimate without spread.
+        timed_out = done[-1] - self.start >= self.max_s and rel == rel
         if rel <= self.ci_target or timed_out:       # NaN (too few blocks) compares False
             why = "time budget reached" if not rel <= self.ci_target else "CI reached"
             (self.case_dir / STOP_FILE).write_text(

@@ -80,7 +80,7 @@ def run_hierarchical(e: Edge, link: Link) -> None:
     opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim)
     sender = Sender(link, e.case.training.queue_size)
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step):
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
             handoff, _ = m.hierarchical_edge_step(model.edge, model.exit_head, opt,
                                                   e.prep(step, images), y)
             a, meta = encode_activation(handoff.activations, e.case.codec)
@@ -101,12 +101,13 @@ def run_split(e: Edge, link: Link) -> None:
 
     link.conn.check_specs = grad_shapes
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step, phase="forward"):
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "forward"), phase="forward"):
             a = m.split_edge_forward(model.edge, opt, e.prep(step, images))
             wire_a, meta = encode_activation(a, e.case.codec)
         link.send("batch", step, {"a": wire_a, "y": y}, {**meta, "step": step})
         grad = checked_grad(link.recv_expect("grad", step), a, step)
-        with e.log.span(COMPUTE, step, phase="backward"):
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "backward"),
+                        phase="backward"):
             m.split_edge_backward(a, grad, opt)
     finish(e, link, edge_part=model.edge)
 
@@ -151,7 +152,7 @@ def run_edge_only(e: Edge) -> None:
     full = e.model.full()
     opt = m.make_optimizer(full.parameters(), e.optim)
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step):
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
             m.full_step(full, opt, e.prep(step, images), y)
     save_parts(e.case_dir, edge_part=e.model.edge, cloud_part=e.model.cloud)
 

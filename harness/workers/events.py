@@ -38,12 +38,23 @@ class EventLog:
         self.write(event, t=time.monotonic(), **fields)
 
     @contextmanager
-    def span(self, event: str, step: int | None = None, **fields):
-        """Time the body; extra numbers may be added to the yielded dict before it ends."""
+    def span(self, event: str, step: int | None = None, pace_s: float | None = None, **fields):
+        """Time the body; extra numbers may be added to the yielded dict before it ends.
+
+        `pace_s` (paced compute, harness.run.pacing): the span lasts at least this long; the
+        body runs first, then the rest is waited out. `busy_s` records the body's own time,
+        and a body longer than `pace_s` is recorded as an overrun (it is not shortened).
+        """
         extra: dict = {}
         start = time.monotonic()
         yield extra
-        self.write(event, step=step, t_start=start, t_end=time.monotonic(), **fields, **extra)
+        end = time.monotonic()
+        if pace_s is not None:
+            extra.update(busy_s=end - start, pace_s=pace_s, overrun=end - start > pace_s)
+            while end < start + pace_s:          # sleep() may wake early on a signal
+                time.sleep(start + pace_s - end)
+                end = time.monotonic()
+        self.write(event, step=step, t_start=start, t_end=end, **fields, **extra)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,125 @@
+"""Paced compute (no root): a paced span lasts its target, the targets follow the runtime
+model's costs per method, the dilation leaves the margin, and totals count the overruns.
+
+    .venv/bin/python -m pytest tests/test_pacing.py
+"""
+import json
+import time
+
+import pytest
+
+from harness.analysis.totals import load_events, totals
+from harness.config import ComputeConfig, parse_scenario
+from harness.emulation.dilation import choose_factor
+from harness.emulation.plan import plan
+from harness.emulation.links import load_profile
+from harness.errors import HarnessError
+from harness.predict.runtime import Costs
+from harness.run import pacing
+from harness.workers.events import COMPUTE, EventLog
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_paced_span_lasts_its_target_and_records_the_real_compute(tmp_path):
+    log = EventLog(tmp_path / "edge.jsonl", "edge")
+    with log.span(COMPUTE, 0, pace_s=0.05):
+        time.sleep(0.01)                          # the step's real compute: 10 ms
+    with log.span(COMPUTE, 1, pace_s=0.01):
+        time.sleep(0.03)                          # slower than its target: an overrun
+    with log.span(COMPUTE, 2):                    # not paced: nothing added
+        pass
+    log.close()
+    first, second, third = read(tmp_path / "edge.jsonl")
+    assert first["t_end"] - first["t_start"] >= 0.05
+    assert 0.01 <= first["busy_s"] < 0.05 and first["pace_s"] == 0.05 and not first["overrun"]
+    assert second["overrun"] and second["busy_s"] >= 0.03
+    assert second["t_end"] - second["t_start"] == pytest.approx(second["busy_s"], abs=1e-6)
+    assert "pace_s" not in third and "busy_s" not in third
+
+
+def test_totals_count_paced_steps_and_overruns(tmp_path):
+    log = EventLog(tmp_path / "edge.jsonl", "edge")
+    for step, real in enumerate((0.0, 0.0, 0.02)):
+        with log.span(COMPUTE, step, pace_s=0.01):
+            time.sleep(real)
+    log.close()
+    t = totals(load_events(tmp_path))
+    assert (t["paced_steps"], t["pace_overruns"], t["steps"]) == (3, 1, 3)
+    assert t["edge_compute_busy_s"] >= 0.02 and t["edge_compute_s"] >= 0.04
+    unpaced = tmp_path / "plain"
+    unpaced.mkdir()
+    EventLog(unpaced / "edge.jsonl", "edge").close()
+    (unpaced / "edge.jsonl").write_text(json.dumps(
+        {"v": 1, "role": "edge", "event": "compute", "step": 0, "t_start": 0, "t_end": 1}) + "\n")
+    assert "paced_steps" not in totals(load_events(unpaced))
+
+
+COSTS = Costs(edge_fwd_s=0.1, edge_bwd_s=0.2, head_s=0.03, cloud_s=0.4, full_edge_s=0.9,
+              full_cloud_s=0.5)
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("hierarchical", {"edge": {"step": 0.33}, "cloud": {"step": 0.4}}),
+    ("split", {"edge": {"forward": 0.1, "backward": 0.2}, "cloud": {"step": 0.4}}),
+    ("cloud", {"cloud": {"step": 0.5}}),
+    ("edge", {"edge": {"step": 0.9}}),
+])
+def test_targets_are_the_runtime_models_costs_of_each_methods_steps(monkeypatch, method, expected):
+    monkeypatch.setattr("harness.predict.runtime.costs_from_profile", lambda *a: COSTS)
+    monkeypatch.setattr("harness.predict.splits.case_costs", lambda case: ((None, None), 1, 1))
+    s = parse_scenario({"name": "p", "methods": [method], "compute": {"pace": True}})
+    case = pacing.paced(s.cases()[0])
+    assert set(case.compute.pace_s) == set(expected)
+    for role, phases in expected.items():
+        for phase, seconds in phases.items():
+            assert case.compute.pace_for(role, phase) == pytest.approx(seconds)
+    unpaced = parse_scenario({"name": "p", "methods": [method]}).cases()[0]
+    assert pacing.paced(unpaced) is unpaced and unpaced.compute.pace_for("edge") is None
+
+
+def test_scenario_pace_is_a_bool_and_its_targets_are_the_runners():
+    assert parse_scenario({"name": "p", "compute": {"pace": True}}).compute.pace is True
+    assert parse_scenario({"name": "p"}).compute.pace is False
+    with pytest.raises(HarnessError, match="compute.pace: expected true or false"):
+        parse_scenario({"name": "p", "compute": {"pace": "yes"}})
+    with pytest.raises(HarnessError, match="compute.pace_s: set by the runner"):
+        parse_scenario({"name": "p", "compute": {"pace_s": {"edge": {"step": 1}}}})
+
+
+def test_a_malformed_target_in_a_case_file_is_refused_by_name():
+    c = ComputeConfig(pace=True, pace_s={"edge": {"step": -1}})
+    with pytest.raises(HarnessError, match=r"compute.pace_s.edge.step: expected seconds"):
+        c.pace_for("edge")
+    with pytest.raises(HarnessError, match=r"compute.pace_s.cloud.step"):
+        ComputeConfig(pace=True, pace_s={"edge": {"step": 1}}).pace_for("cloud")
+
+
+def test_paced_hosts_get_a_core_per_thread_and_the_dilation_keeps_the_margin():
+    c = ComputeConfig(edge_cores=0.5, cloud_cores=1.0, pace=True, dilation=2.0)
+    assert (c.cgroup_cores("edge"), c.cgroup_cores("cloud")) == (1.0, 1.0)
+    assert (c.host_cores("edge"), c.host_cores("cloud")) == (0.25, 0.5)   # what targets assume
+    _, _, emulation = plan(load_profile("4g"), c, netem=False)
+    assert emulation["edge_cores"] == 1.0 and emulation["compute"].startswith("paced")
+    threads = {"edge": 1, "cloud": 1}
+    margin = pacing.PACE_MARGIN
+    # unpaced 0.5 + 1 core fit at x1; paced, a 1-core cloud's target must be 1.5x its real
+    # 1-thread step: x2. The margin is per host: paced 0.25 + 0.5 cores fit at x1.
+    assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8) == 1
+    assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8, margin=margin) == 2
+    assert choose_factor({"edge": 0.25, "cloud": 0.5}, threads, 2, 8, margin=margin) == 1
+    # the sum stays the real load (a paced host computes about its virtual cores' worth)
+    assert choose_factor({"edge": 0.6, "cloud": 0.6}, threads, 2, 8, margin=margin) == 1
+
+
+def test_a_host_slower_than_its_targets_is_refused_with_the_numbers():
+    ok = {"vgg16@conv7": {"both at once": {
+        "edge": {"part": "edge", "measured_s": 0.1, "model_s": 0.4, "factor": 0.25},
+        "cloud": {"part": "cloud", "measured_s": 0.05, "model_s": 0.1, "factor": 0.5}}}}
+    pacing.require_paceable(ok)
+    assert "x4.00 margin" in pacing.pace_lines(ok)[0]
+    ok["vgg16@conv7"]["both at once"]["cloud"].update(measured_s=0.12, factor=1.2)
+    with pytest.raises(HarnessError, match=r"cloud 120 ms real > 100 ms target"):
+        pacing.require_paceable(ok)
