@@ -107,3 +107,22 @@ def test_loss_slows_the_rate_and_stop_and_wait_pays_recovery():
     h = predict("hierarchical", C, s, lossy, n=10).total_s - predict("hierarchical", C, s, clean, n=10).total_s
     assert sp == pytest.approx(10 * 2 * 0.634 * 0.060 + 10 * 2 * 0.01 * 100 * 1448 / clean.up_Bps, rel=0.05)
     assert h < sp / 2
+
+
+def test_bbr_probe_rtt_stretches_every_transfer_by_its_share_of_ten_seconds():
+    from harness.emulation.links import load_profile
+    g3 = LinkRates.from_profile(load_profile("3g"))
+    assert g3.probe_rtt_s == pytest.approx(0.2 + 0.150)
+    assert g3.stretch == pytest.approx(1.035)
+    plain = dataclasses.replace(g3, probe_rtt_s=0.0)
+    s = Sizes(act_b=1e6, grad_b=0, raw_b=0)          # link-bound: ~7.6 s per transfer
+    n = 50
+    with_probe = predict("hierarchical", C, s, g3, n=n)
+    without = predict("hierarchical", C, s, plain, n=n)
+    per = s.act_b / g3.up_Bps
+    assert with_probe.total_s - without.total_s == pytest.approx(n * per * 0.035, rel=1e-6)
+    # compute-bound: transfers are short, so the term costs only their stretch
+    small = Sizes(act_b=1000, grad_b=1000, raw_b=0)
+    assert predict("split", C, small, g3, n=n).total_s - predict("split", C, small, plain,
+                                                                  n=n).total_s == \
+        pytest.approx(n * 0.035 * 1000 * (1 / g3.up_Bps + 1 / g3.down_Bps), rel=1e-6)

@@ -74,6 +74,9 @@ def _row(case_dir: Path, scenario: str) -> dict:
     row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source",
                                              "test_samples")})
     row.update(_estimate(row, info))
+    if info.get("reused_from"):
+        row["runtime_source"] += ("; edge-only measured once per model, on the first link "
+                                  "(it sends nothing over the link)")
     if row.get("paced_steps"):
         row["runtime_source"] += "; compute paced to the runtime model's step times"
     row["predicted_s"] = info.get("predicted_s")

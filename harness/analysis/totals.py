@@ -78,7 +78,8 @@ LINK_BUSY_DEFINITIONS = {
 }
 
 
-def link_busy(df: pd.DataFrame, sender: str, receiver: str) -> tuple[float, str]:
+def link_busy(df: pd.DataFrame, sender: str, receiver: str,
+              until: float = math.inf) -> tuple[float, str]:
     """(seconds the link carried data one way, which definition applied).
 
     Preferred: the union over messages of [sender's send start, receiver's recv end]. A send
@@ -97,7 +98,8 @@ def link_busy(df: pd.DataFrame, sender: str, receiver: str) -> tuple[float, str]
         return 0.0, "none"
     if recvs.empty or len(recvs) != len(sends):
         return _busy(df, sender, SEND), "send_calls"
-    spans = sorted(zip(sends["t_start"], recvs["t_end"]))
+    spans = sorted((a, min(b, until)) for a, b in zip(sends["t_start"], recvs["t_end"])
+                   if a < until)
     total, cur_start, cur_end = 0.0, None, None
     for start, end in spans:
         if cur_end is None or start > cur_end:
@@ -123,8 +125,10 @@ def totals(df: pd.DataFrame) -> dict:
     start = float(work["t_start"].min())
     end = float(df[df["event"] == COMPUTE]["t_end"].max())
     steps = df[(df["event"] == COMPUTE)]["step"].nunique()
-    uplink_s, uplink_def = link_busy(df, "edge", "cloud")
-    downlink_s, downlink_def = link_busy(df, "cloud", "edge")
+    # Within the wall time: cloud-only's uploads buffered past a timing window's STOP are
+    # received after the last training step and belong to no measured batch.
+    uplink_s, uplink_def = link_busy(df, "edge", "cloud", end)
+    downlink_s, downlink_def = link_busy(df, "cloud", "edge", end)
     return {
         "wall_s": end - start,
         "steps": int(steps),

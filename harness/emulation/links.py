@@ -11,13 +11,14 @@ put it on both interfaces and double it over a round trip.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.config import check_name, link_is_path
+from harness.config import Scenario, check_name, link_is_path
 from harness.errors import HarnessError
 from harness.fields import check_type, top_mapping
 from harness.paths import TOPOLOGIES
@@ -160,3 +161,16 @@ def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
     edge["input"] = {"delay_ms": p.down_delay_ms, "jitter_ms": p.down_jitter_ms,
                      "loss_pct": p.down_loss_pct}
     return edge, cloud
+
+
+def resolve_links(scenario: Scenario) -> tuple[Scenario, dict]:
+    """Load each `links` entry (a profile name or a profile file's path); cases, directories
+    and labels then carry the profile's own name. Returns (scenario, name -> profile)."""
+    profiles, given = {}, {}
+    for entry in scenario.links:
+        profile = load_profile(entry)
+        if profile.name in profiles:
+            raise HarnessError(f"links: {given[profile.name]!r} and {entry!r} are both "
+                               f"profile '{profile.name}' (results go under its name)")
+        profiles[profile.name], given[profile.name] = profile, entry
+    return dataclasses.replace(scenario, links=tuple(profiles)), profiles

@@ -31,6 +31,7 @@ from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.pacing import paced
 from harness.run import rundir
 from harness.run.progress import Progress, pace_text, steady_text
+from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.rundir import new_run_dir, write_state
 from harness.run.virtual import resolve_dilation
@@ -46,20 +47,6 @@ class Options:
     plots: bool = True
     stop_on_failure: bool = False     # True: the first failed case stops the sweep
     echo: Callable[[str], None] = print
-
-
-def resolve_links(scenario: Scenario) -> tuple[Scenario, dict]:
-    """Load each `links` entry (a profile name or a profile file's path); cases, directories
-    and labels then carry the profile's own name. Returns (scenario, name -> profile)."""
-    from harness.emulation.links import load_profile
-    profiles, given = {}, {}
-    for entry in scenario.links:
-        profile = load_profile(entry)
-        if profile.name in profiles:
-            raise HarnessError(f"links: {given[profile.name]!r} and {entry!r} are both "
-                               f"profile '{profile.name}' (results go under its name)")
-        profiles[profile.name], given[profile.name] = profile, entry
-    return dataclasses.replace(scenario, links=tuple(profiles)), profiles
 
 
 def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object, object]:
@@ -118,6 +105,7 @@ class Run:
     progress: Progress | None = None  # made per sweep: it counts the cases left to run
     accuracy: dict | None = None      # (arch, split, codec, method) -> accuracy pass result
     compute: dict = dataclasses.field(default_factory=dict)   # computecheck's, once per run
+    edge_only: dict = dataclasses.field(default_factory=dict)  # (arch, split, codec, rep) -> dir
 
 
 def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profile=None) -> None:
@@ -194,11 +182,18 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
     """Cases and repetitions on one link, in plan order; a failed case is recorded and the
     sweep goes on (unless --stop-on-failure). `shares(case)` sets calibrated CPU shares."""
     for name, case, rep in cases:
-        case_dir = run.run_dir / name
+        case_dir, key = run.run_dir / name, (case.model.arch, case.model.split, case.codec, rep)
         try:
+            if case.method == "edge" and key in run.edge_only:     # it sends nothing: reuse
+                rundir.reuse_edge_only(run.edge_only[key], case_dir, case)
+                run.progress.finish(f"{case.label} rep {rep}: edge-only sends nothing over the "
+                                    f"link: measured once, in {run.edge_only[key].name}")
+                continue
             if shares is not None:
                 shares(case)
             run_one(run, case, case_dir, launcher, rep, link_profile)
+            if case.method == "edge" and check is not None:
+                run.edge_only[key] = case_dir
         except HarnessError as exc:
             if case_dir.is_dir():     # run_case wrote why; a failure after it must say so too
                 write_status(case_dir, "failed", str(exc))
