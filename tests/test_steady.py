@@ -112,6 +112,19 @@ def test_window_stops_on_time_only_once_the_interval_has_a_ci(tmp_path):
             edge.write(_event("edge", k, t - 0.1, t))
             edge.flush()
             stops.append(w.poll())
-    assert stops.index(True) == 8                          # the 9th batch gives 3 groups of 2
+    assert stops.index(True) == 8 and w.judged == 9       # the 9th batch gives 3 groups of 2
     assert (tmp_path / "STOP").read_text().startswith("time budget reached")
 
+
+
+def test_the_estimate_uses_the_batches_the_window_judged(tmp_path):
+    """Batches completing after STOP (a pipeline draining) do not enter the estimate."""
+    from harness.analysis.totals import load_events, steady
+    with open(tmp_path / "edge.jsonl", "w") as edge:
+        for k in range(12):                  # steady 1 s batches, then one 1.5 s straggler
+            end = k + 1.0 + (0.5 if k == 11 else 0.0)
+            edge.write(_event("edge", k, end - 0.5, end))
+    df = load_events(tmp_path)
+    judged = steady(df, 100, "edge", judged=11)
+    assert judged["interval_s"] == pytest.approx(1.0) and judged["measured_batches"] == 11
+    assert steady(df, 100, "edge")["interval_s"] > 1.0

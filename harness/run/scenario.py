@@ -55,6 +55,8 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
     if not opts.emulate:
         # No shaping: one unshaped "link", named for what it is, never a profile's name.
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
+        if scenario.compute.pace:
+            opts.echo("compute.pace: not applied under --loopback (compute runs unpaced)")
     from harness.run.computecheck import devices_of
     if devices_of(scenario.compute) and not opts.emulate:    # also checks the names
         raise HarnessError("compute.*_device: a device profile needs emulated CPU shares; "
@@ -127,7 +129,8 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped), "dilation": k}
     cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
-    info["steady"] = steady(load_events(case_dir), n_full, case.method, cached)
+    info["steady"] = steady(load_events(case_dir), n_full, case.method, cached,
+                            window.judged if window is not None else None)
     if link_profile is not None:
         from harness.run.factors import case_predictions
         info.update(case_predictions(case, link_profile, totals["steps"],

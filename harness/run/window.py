@@ -8,6 +8,7 @@ interval's 95% CI (harness.analysis.steady) is within `ci_target` of it, or `max
 measurement have passed and the interval has a CI at all, it writes STOP (with the reason) into the case directory; the edge
 sends no further batch and the run ends normally. The cap is the case's own batch budget
 (`measure.timing_batches`). A run stopped by time or by the cap carries the wider CI it got.
+The estimate uses the batches judged here (`judged`), not those completing after STOP.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Window:
         self.spans: list[tuple[int, float]] = []
         self.start = math.inf
         self.stopped = False
+        self.judged: int | None = None              # batches complete when STOP was written
 
     def _read_new(self) -> None:
         for role in self.offsets:
@@ -70,5 +72,5 @@ class Window:
             (self.case_dir / STOP_FILE).write_text(
                 f"{why}: steady interval {s['interval_s']:.4f} s +- {rel:.1%} (95% CI, batch "
                 f"means) after {len(done)} batches\n")
-            self.stopped = True
+            self.stopped, self.judged = True, len(done)
         return self.stopped
