@@ -25,6 +25,9 @@ DEFAULT_SPLIT = {"vgg16": "conv4", "resnet18": "layer2.1"}
 # when this span ends; until then a later stage of it may still be running.
 FINAL_STAGE = {"hierarchical": ("cloud", None), "split": ("edge", "backward"),
                "cloud": ("cloud", None), "edge": ("edge", None)}
+# The first stage of a pipelined method, whose rate bounds the whole pipeline's: a backlog
+# that built up at start-up drains faster than it (harness.analysis.steady.steady_state).
+SOURCE_STAGE = {"hierarchical": ("edge", None)}
 
 
 def split_points(arch: str) -> list[str]:

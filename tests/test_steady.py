@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from harness.analysis.steady import (batch_means, completion_times, mean_ci, ratio_ci,
-                                     steady_state, t95)
+from harness.analysis.steady import (batch_means, completion_times, mean_ci, mser_warmup,
+                                     ratio_ci, steady_state, t95)
 
 
 def pipeline(n, fill, interval, jitter=0.0, seed=0):
@@ -43,6 +43,29 @@ def test_ci_covers_the_true_interval_and_shrinks_with_batches():
     long = steady_state(pipeline(60, 2.0, 0.5, jitter=0.2), 0.0, 100)
     assert long["interval_ci_s"] < short["interval_ci_s"]
     assert long["est_ci_s"] == pytest.approx((100 - 1 - (long["warmup_batches"] - 1)) * long["interval_ci_s"])
+
+
+def test_a_draining_backlog_is_bounded_by_the_source():
+    # The 600 ms RTT case as measured: the edge (source) makes a batch every 0.513 s, held to
+    # 0.70 s twice by a full send queue during slow start; the first transfer is late, so the
+    # cloud (completions) then drains the backlog at the link's 0.44 s per batch.
+    edge = [0.513, 1.027, 1.541, 2.055, 2.754, 3.481] + [3.481 + 0.513 * k for k in range(1, 9)]
+    cloud = [3.406 + 0.44 * k for k in range(10)]
+    s = steady_state(cloud, start=0.0, n_full=100, source=edge)
+    assert s["bound"] == "source"
+    assert s["interval_s"] == pytest.approx(0.513, rel=1e-3)
+    # Edge's batch 99 at 3.481 + 94 x 0.513 = 51.7 s, plus the smallest latency seen (batch
+    # 9: 7.366 - 5.533 = 1.83 s); the completions alone said 3.4 + 99 x 0.44 = 47 s.
+    assert s["est_s"] == pytest.approx(3.481 + 94 * 0.513 + (3.406 + 9 * 0.44 - 5.533), rel=1e-3)
+    # A link-bound pipeline: completions slower than the source, which then does not bind.
+    slow = [2.0 + 0.8 * k for k in range(10)]
+    assert steady_state(slow, 0.0, 100, source=edge)["bound"] == "completions"
+
+
+def test_mser_drops_a_distinct_start_only():
+    assert mser_warmup([0.7, 0.73] + [0.513] * 10) == 2
+    assert mser_warmup([0.5] * 12) == 0
+    assert mser_warmup([0.5, 0.52, 0.49, 0.51] * 3) <= 1
 
 
 def test_too_few_batches_give_no_ci():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.steady import completion_times, mean_ci, steady_state
-from harness.catalog import FINAL_STAGE
+from harness.catalog import FINAL_STAGE, SOURCE_STAGE
 from harness.workers.events import COMPUTE, RECV, SEND, WAIT
 
 
@@ -165,9 +165,12 @@ def paced_totals(df: pd.DataFrame) -> dict:
     return out
 
 
-def final_stage(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """The compute events that complete a batch for `method` (catalog.FINAL_STAGE)."""
-    role, phase = FINAL_STAGE[method]
+def final_stage(df: pd.DataFrame, method: str, stages=FINAL_STAGE) -> pd.DataFrame:
+    """The compute events that complete a batch for `method` (catalog.FINAL_STAGE), or of
+    another stage table (catalog.SOURCE_STAGE); empty when the method has no such stage."""
+    if method not in stages:
+        return df.iloc[0:0]
+    role, phase = stages[method]
     rows = df[(df["event"] == COMPUTE) & (df["role"] == role)]
     if phase is not None and "phase" in rows:
         rows = rows[rows["phase"] == phase]
@@ -195,7 +198,9 @@ def steady(df: pd.DataFrame, n_full: int, method: str, cached_steps: int = 0,
     done = completion_times(zip(last["step"], last["t_end"]))
     if judged is not None and 2 <= judged < len(done):
         done = done[:judged]
-    out = steady_state(done, float(work["t_start"].min()), n_full - cached_steps)
+    first = final_stage(df, method, SOURCE_STAGE)
+    source = completion_times(zip(first["step"], first["t_end"])) if len(first) else None
+    out = steady_state(done, float(work["t_start"].min()), n_full - cached_steps, source)
     if cached_steps:
         cloud = compute[compute["role"] == "cloud"]
         step_s, step_ci = mean_ci(list(cloud["t_end"] - cloud["t_start"]))

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from harness.analysis.steady import completion_times, steady_state
-from harness.catalog import FINAL_STAGE
+from harness.catalog import FINAL_STAGE, SOURCE_STAGE
 from harness.workers.common import STOP_FILE
 
 
@@ -31,7 +31,9 @@ class Window:
         self.final = FINAL_STAGE[method]            # the span that completes a batch
         self.n_full = n_full
         self.offsets = {"edge": 0, "cloud": 0}
+        self.first = SOURCE_STAGE.get(method)       # the span that starts one, if pipelined
         self.spans: list[tuple[int, float]] = []
+        self.source: list[tuple[int, float]] = []
         self.start = math.inf
         self.stopped = False
         self.judged: int | None = None              # batches complete when STOP was written
@@ -51,8 +53,11 @@ class Window:
                 rec = json.loads(line)                  # a few events per batch: cheap
                 if rec.get("event") in ("compute", "send"):
                     self.start = min(self.start, rec["t_start"])
-                if rec.get("event") == "compute" and (rec["role"], rec.get("phase")) == self.final:
+                stage = (rec["role"], rec.get("phase")) if rec.get("event") == "compute" else None
+                if stage == self.final:
                     self.spans.append((rec.get("step"), rec["t_end"]))
+                if stage == self.first:
+                    self.source.append((rec.get("step"), rec["t_end"]))
 
     def poll(self) -> bool:
         """Read new events; write STOP when the interval is known to ci_target. True once stopped."""
@@ -62,7 +67,8 @@ class Window:
         done = completion_times(self.spans)          # final-stage spans: complete batches
         if len(done) < self.min_batches:
             return False
-        s = steady_state(done, self.start, self.n_full)
+        source = completion_times(self.source) if self.first else None
+        s = steady_state(done, self.start, self.n_full, source)
         rel = s["interval_ci_s"] / s["interval_s"] if s["interval_s"] > 0 else math.nan
         # The time budget ends a window only once it has a CI at all (enough steady intervals
         # for MIN_BLOCKS batch means): a stop before that leaves an estimate without spread.
