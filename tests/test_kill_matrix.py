@@ -106,10 +106,12 @@ def _run_stopped(tmp_path: Path):
 # row: (what is killed, when, how it is found, the signal, where the failure shows, expected words)
 TRAINING, CALIBRATING = "training", "calibrating"
 ROWS = {
-    "edge worker": (TRAINING, (b"harness.workers.edge",), signal.SIGKILL, _case_failed,
+    "edge worker": (TRAINING, ("cgroup", "edge"), signal.SIGKILL, _case_failed,
                     "edge worker failed (killed by SIGKILL)"),
-    "cloud worker": (TRAINING, (b"harness.workers.cloud",), signal.SIGKILL, _case_failed,
+    "cloud worker": (TRAINING, ("cgroup", "cloud"), signal.SIGKILL, _case_failed,
                      "cloud worker failed (killed by SIGKILL)"),
+    "fork server (edge)": (TRAINING, (b"harness.workers.prefork",), signal.SIGKILL,
+                           _case_failed, "worker fork server (harness.workers.prefork) in"),
     "delay daemon (edge)": (TRAINING, (b"harness.emulation.delayd", b"11"), signal.SIGKILL,
                             _case_failed, "delay daemon (harness.emulation.delayd) in edge"),
     "delay daemon (cloud)": (TRAINING, (b"harness.emulation.delayd", b"12"), signal.SIGKILL,
@@ -121,6 +123,14 @@ ROWS = {
     "harness (SIGTERM)": (TRAINING, None, signal.SIGTERM, _run_stopped, "interrupted"),
     "harness (SIGINT)": (TRAINING, None, signal.SIGINT, _run_stopped, "interrupted"),
 }
+
+
+def _in_cgroup(role: str) -> list[int]:
+    """The worker of a host: forked from its fork server, so its command line is the server's;
+    it is the one in the host's CPU cgroup with that command line (beside the host's shell)."""
+    path = Path(f"/sys/fs/cgroup/cpu/{role}/cgroup.procs")
+    pids = [int(p) for p in path.read_text().split()] if path.exists() else []
+    return [p for p in pids if p in _pids(b"harness.workers.prefork")]
 
 
 def _daemon_by_queue(needles):
@@ -141,6 +151,7 @@ def test_kill_matrix(row, tmp_path):
         if when == TRAINING:
             _wait_for(lambda: _training(tmp_path), 240, 0.2, proc)
         find = (lambda: _daemon_by_queue(needles)) if needles and b"harness.emulation.delayd" in needles \
+            else (lambda: _in_cgroup(needles[1])) if needles and needles[0] == "cgroup" \
             else (lambda: _pids(*needles)) if needles else (lambda: [proc.pid])
         target = _wait_for(find, 120, 0.02, proc)[0]
         t_kill = time.monotonic()

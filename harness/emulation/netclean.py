@@ -22,7 +22,8 @@ HOSTS = ("edge", "cloud")
 MARKER_ENV = "HIERBENCH_EMULATION"       # harness.emulation.topology sets it in every process it starts
 RULE_TAG = "hierbench"                   # harness.emulation.topology tags every iptables rule with it
 # Module names of workers, as they appear in a command line (older releases' names too).
-WORKER_MODULES = ("harness.workers.edge", "harness.workers.cloud", "harness.edge", "harness.cloud")
+WORKER_MODULES = ("harness.workers.edge", "harness.workers.cloud", "harness.workers.prefork",
+                  "harness.edge", "harness.cloud")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset")
 

@@ -14,6 +14,7 @@ means the machine (load, kernel), not the link, and `--resume` reruns what is le
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -177,7 +178,11 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
                 opts.echo(summary_line(check) + link_label(k))
             require_ok(check)
             shares = check_compute(link, scenario, link_dir, opts, run.compute)
-            _run_cases(run, cases, MininetLauncher(link), check, profile, shares)
+            launcher = MininetLauncher(link)
+            try:
+                _run_cases(run, cases, launcher, check, profile, shares)
+            finally:
+                launcher.close()
 
 
 def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: dict | None,
@@ -270,6 +275,8 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
             "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         write_state(run_dir, "partial", reason, **rundir.case_counts(run_dir, names))
         _summarize(run_dir, scenario, opts, partial=True)
+        if os.environ.get("HIERBENCH_TRACE"):
+            raise
         raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
     finally:
         for sig, handler in previous.items():

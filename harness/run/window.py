@@ -56,7 +56,7 @@ class Window:
                 stage = (rec["role"], rec.get("phase")) if rec.get("event") == "compute" else None
                 if stage == self.final:
                     self.spans.append((rec.get("step"), rec["t_end"]))
-                if stage == self.first:
+                if stage is not None and stage == self.first:
                     self.source.append((rec.get("step"), rec["t_end"]))
 
     def poll(self) -> bool:

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         bound = server.getsockname()
         join_cgroup(log)
         print(f"READY {bound[0]}:{bound[1]}", flush=True)
-        log.point("start", method=case.method, threads=case.compute.cloud_threads,
+        log.point("start", method=case.method, threads=case.compute.cloud_threads, pid=os.getpid(),
                   listen=f"{bound[0]}:{bound[1]}", auth=secret is not None)
         check = hello_check(case)
         acceptor = Acceptor(server, lambda c, verified: cloud_handshake(

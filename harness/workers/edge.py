@@ -11,6 +11,7 @@ activation it answers and be finite); a bad one ends the run with a one-line err
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from pathlib import Path
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         log = EventLog(args.case_dir / "edge.jsonl", "edge")
         edge = Edge(case, args.case_dir, data, log)
         join_cgroup(log)
-        log.point("start", method=case.method, threads=case.compute.edge_threads)
+        log.point("start", method=case.method, threads=case.compute.edge_threads, pid=os.getpid())
         if case.method == "edge":
             run_edge_only(edge)
         else:
