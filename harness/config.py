@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ class ComputeConfig:
     cloud_threads: int = 1
     edge_device: str | None = None    # device profile: its share is calibrated, not *_cores
     cloud_device: str | None = None
+    # Where a worker trains (harness.workers.placement): cpu (emulated speed), or cuda / cuda:N,
+    # a real GPU whose speed is its own (not paced, shared out or dilated).
+    edge_backend: str = "cpu"
+    cloud_backend: str = "cpu"
     # Time dilation k (DESIGN.md section 9): link rates / k, delays x k, CPU shares / k, times
     # reported / k. None ("auto" in YAML): the smallest whole k that fits this machine's
     # cores, chosen by the runner; a case carries the k it ran under.
@@ -105,8 +110,9 @@ class ComputeConfig:
 
     def pace_for(self, role: str, phase: str = "step") -> float | None:
         """Seconds a paced compute step of `role` lasts (harness.run.pacing), None when not
-        paced; a malformed target in a case file is refused by name."""
-        if self.pace_s is None:
+        paced (or the role trains on a real GPU); a malformed target in a case file is
+        refused by name."""
+        if self.pace_s is None or getattr(self, f"{role}_backend") != "cpu":
             return None
         value = (self.pace_s.get(role) or {}).get(phase)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 3600:
@@ -294,6 +300,12 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
         (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
         (c.max_dilation >= 1, "compute.max_dilation", "must be >= 1"),
+        (_backend_ok(c.edge_backend), "compute.edge_backend",
+         f"expected cpu, cuda or cuda:N, got {c.edge_backend!r}"),
+        (_backend_ok(c.cloud_backend), "compute.cloud_backend",
+         f"expected cpu, cuda or cuda:N, got {c.cloud_backend!r}"),
+        (c.dilation == 1 or c.edge_backend == c.cloud_backend == "cpu", "compute.dilation",
+         "must be 1 with a cuda backend (a real GPU cannot be slowed down with the link)"),
         (c.dilation is None or 1 <= c.dilation <= c.max_dilation, "compute.dilation",
          f"must be 'auto' or a number in [1, compute.max_dilation = {c.max_dilation:g}]"),
         (s.repetitions >= 1, "repetitions", "must be >= 1"),
@@ -310,6 +322,11 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
     for ok, where, message in rules:
         if not ok:
             raise HarnessError(f"{where}: {message}")
+
+
+def _backend_ok(value) -> bool:
+    """cpu, cuda or cuda:N (harness.workers.placement checks the machine has it)."""
+    return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d{1,2})?", value) is not None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

@@ -257,10 +257,12 @@ def _print_summary(run_dir: Path) -> None:
     # One line per kind of source: "from 12 measured batches" and the like folded together.
     ok = summary[summary["status"] == "ok"]
     sources = ok["runtime_source"].dropna().str.replace(
-        r"from \d+ measured", "from M measured", regex=True).unique().tolist()
-    acc_sources = ok["acc_source"].dropna().unique().tolist()
-    click.echo(f"runtime: {'; '.join(sources)} (M per case: the 'steps' column)")
-    click.echo(f"accuracy: {'; '.join(acc_sources)}")
+        r"from \d+ measured", "from M measured", regex=True)
+    clauses = list(dict.fromkeys(c for s in sources for c in s.split("; ")))  # each said once
+    click.echo(f"runtime: {'; '.join(clauses)} (M per case: the 'steps' column)")
+    by_source = ok.dropna(subset=["acc_source"]).groupby("acc_source", sort=False)["method"]
+    click.echo("accuracy: " + "; ".join(f"{', '.join(dict.fromkeys(methods))}: {source}"
+                                        for source, methods in by_source))
     if "paced_steps" in ok and ok["paced_steps"].sum() > 0:
         click.echo(f"paced compute: {int(ok['pace_overruns'].sum())} of "
                    f"{int(ok['paced_steps'].sum())} steps overran their target (their real "

@@ -72,6 +72,8 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
             write_json(case_dir / "case.json", case.to_dict(), indent=2)
             acc = dict(trained[(*key[:3], _kind(case.method))])
             how = f"one-process run at the workers' {case.compute.edge_threads} thread(s)"
+            if "cuda" in (case.compute.edge_backend + case.compute.cloud_backend):
+                how += " on the CPU (the CUDA worker's floating-point order differs)"
             if case.method in END_TO_END:
                 how += ", trained once for split, cloud and edge (identical updates, tested)"
         else:

@@ -15,6 +15,8 @@ calibration, in computecheck.json under `model_factors`.
 """
 from __future__ import annotations
 
+import math
+
 from harness.run.computecheck import Probe
 
 FACTOR_BATCHES = 6             # timed batches per round (their median is the figure)
@@ -93,6 +95,11 @@ def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, me
     full budget (`predicted_full_s`), with the bottleneck and busy times, and what the compute
     terms are (the pace targets, or costs scaled by the factors measured under the shares)."""
     from harness.predict.splits import predict_case
+    gpu = [r for r in ("edge", "cloud") if getattr(case.compute, f"{r}_backend") != "cpu"]
+    if gpu:                # a real GPU's step time is measured; the model has no such device
+        return {"predicted_s": math.nan, "predicted_full_s": math.nan,
+                "predicted_bottleneck": "", "predicted_busy": {},
+                "predicted_by": f"not modelled: the {' and '.join(gpu)} trained on CUDA"}
     out = {}
     for key, n, epochs in (("predicted_s", measured_steps, 1),
                            ("predicted_full_s", per_epoch, case.training.epochs)):

@@ -50,7 +50,8 @@ def pace_targets(case: Case) -> dict:
                ("cloud", "cloud", "step"): c.full_cloud_s,
                ("edge", "edge", "step"): c.full_edge_s}
     return {role: {phase: round(seconds[(case.method, role, phase)], 6) for phase in phases}
-            for role, phases in PACED_STEPS[case.method].items()}
+            for role, phases in PACED_STEPS[case.method].items()
+            if getattr(case.compute, f"{role}_backend") == "cpu"}   # a GPU's time is its own
 
 
 def paced(case: Case) -> Case:

@@ -13,8 +13,8 @@ means the machine (load, kernel), not the link, and `--resume` reruns what is le
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +58,8 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
         if scenario.compute.pace:
             opts.echo("compute.pace: not applied under --loopback (compute runs unpaced)")
+    from harness.workers.placement import require_backends
+    require_backends(scenario.compute)                       # a GPU asked for must be here
     from harness.run.computecheck import devices_of
     if devices_of(scenario.compute) and not opts.emulate:    # also checks the names
         raise HarnessError("compute.*_device: a device profile needs emulated CPU shares; "
@@ -178,11 +180,8 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
                 opts.echo(summary_line(check) + link_label(k))
             require_ok(check)
             shares = check_compute(link, scenario, link_dir, opts, run.compute)
-            launcher = MininetLauncher(link)
-            try:
+            with contextlib.closing(MininetLauncher(link)) as launcher:   # its fork servers
                 _run_cases(run, cases, launcher, check, profile, shares)
-            finally:
-                launcher.close()
 
 
 def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: dict | None,
@@ -275,8 +274,6 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
             "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
         write_state(run_dir, "partial", reason, **rundir.case_counts(run_dir, names))
         _summarize(run_dir, scenario, opts, partial=True)
-        if os.environ.get("HIERBENCH_TRACE"):
-            raise
         raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
     finally:
         for sig, handler in previous.items():

@@ -111,7 +111,7 @@ class ExitHead(nn.Module):
 
 @dataclass
 class SplitModel:
-    """The three trainable parts of a split network (all on CPU, in train mode by default)."""
+    """The three trainable parts of a split network (built on CPU, in train mode by default)."""
     arch: str
     split: str
     edge: nn.Sequential
@@ -122,6 +122,12 @@ class SplitModel:
     def full(self) -> nn.Sequential:
         """The unsplit network f = f_c o f_e (shares parameters with the parts)."""
         return nn.Sequential(*self.edge, *self.cloud)
+
+    def to(self, device: torch.device) -> "SplitModel":
+        """All three parts moved to `device` (in place, as nn.Module.to); itself returned."""
+        for part in (self.edge, self.cloud, self.exit_head):
+            part.to(device)
+        return self
 
 
 def blocks(arch: str, width: float, in_channels: int, num_classes: int):

@@ -33,7 +33,9 @@ from harness.workers.checks import check_finite, check_info, check_range, check_
 from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, answer_pings, exit_process,
                                     fail, join_cgroup, load_case, parse_address, save_parts,
                                     tune_socket, warm_up)
+from harness.workers.cache import ImageCache
 from harness.workers.events import COMPUTE, EventLog
+from harness.workers.placement import torch_device
 from harness.workers.wire import Frame, WireError, decode_activation
 
 CODEC_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
@@ -151,7 +153,8 @@ def frames(link: Link):
 def prepare(case: Case) -> SplitModel:
     """Build and warm up the cloud's model before the edge connects (off the clock)."""
     spec = SPECS[case.dataset.name]
-    model = build_model(case, spec)
+    model = build_model(case, spec).to(torch_device(case.compute.cloud_backend,
+                                                    "compute.cloud_backend"))
     batch = case.training.batch_size
     if case.method == "cloud":
         warm_up(model.full(), (batch, spec.channels, spec.image_size, spec.image_size))
@@ -160,32 +163,38 @@ def prepare(case: Case) -> SplitModel:
     return model
 
 
+def on(model: SplitModel) -> torch.device:
+    """Where the cloud trains (harness.workers.placement); tensors arrive on the CPU."""
+    return next(model.cloud.parameters()).device
+
+
 def run_hierarchical(case: Case, model: SplitModel, link: Link, batches: Batches,
                      case_dir: Path) -> None:
     """Train f_c on arriving activations; nothing is sent back until `done`."""
-    opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
+    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training)), on(model)
     for frame in frames(link):
         step = batches.activation(frame)
         with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-            m.cloud_step(model.cloud, opt, decoded(frame), frame.tensors["y"])
+            m.cloud_step(model.cloud, opt, decoded(frame).to(dev), frame.tensors["y"].to(dev))
     save_parts(case_dir, cloud_part=model.cloud)
 
 
 def run_split(case: Case, model: SplitModel, link: Link, batches: Batches, case_dir: Path) -> None:
     """Per batch: forward/backward f_c, step, send dL/da back."""
-    opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
+    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training)), on(model)
     for frame in frames(link):
         step = batches.activation(frame)
         with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-            grad, _ = m.split_cloud_step(model.cloud, opt, decoded(frame), frame.tensors["y"])
-        link.send("grad", step, {"g": grad}, {"step": step})
+            grad, _ = m.split_cloud_step(model.cloud, opt, decoded(frame).to(dev),
+                                         frame.tensors["y"].to(dev))
+        link.send("grad", step, {"g": grad.cpu()}, {"step": step})
     save_parts(case_dir, cloud_part=model.cloud)
 
 
 def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
                    case_dir: Path) -> None:
     """Train f end to end on uploaded raw images; cache them for later epochs."""
-    full = model.full()
+    full, dev = model.full(), on(model)
     opt = m.make_optimizer(full.parameters(), optim_config(case.training))
     n = batches.n
     per_epoch = batches_per_epoch(case, n)
@@ -202,36 +211,15 @@ def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
             stopped = True       # (20 on wifi, 12 s of a 19 s case): checked, not trained
         elif step is not None:
             with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-                m.full_step(full, opt, prep(step, x), y)
+                m.full_step(full, opt, prep(step, x).to(dev), y.to(dev))
     step = per_epoch
     for epoch in range(1, 1 if stopped else case.training.epochs):
         for idx in batch_order(n, case.training.batch_size, case.training.seed, epoch)[:per_epoch]:
             x, y = cache.get(idx)
             with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"), cached=True):
-                m.full_step(full, opt, prep(step, x), y)
+                m.full_step(full, opt, prep(step, x).to(dev), y.to(dev))
             step += 1
     save_parts(case_dir, edge_part=model.edge, cloud_part=model.cloud)
-
-
-class ImageCache:
-    """Uploaded samples by index (cloud-only, epoch mode)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.images: torch.Tensor | None = None
-        self.labels = torch.full((n,), -1, dtype=torch.long)
-
-    def store(self, idx: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Keep a checked upload (Batches.upload: counts, dtypes and indices are valid)."""
-        if self.images is None:
-            self.images = torch.empty((self.n, *x.shape[1:]), dtype=x.dtype)
-        self.images[idx] = x
-        self.labels[idx] = y
-
-    def get(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.images is None or (self.labels[idx] < 0).any():
-            raise WireError("a later epoch needs samples the edge never uploaded")
-        return self.images[idx], self.labels[idx]
 
 
 PROTOCOLS = {"hierarchical": run_hierarchical, "split": run_split, "cloud": run_cloud_only}

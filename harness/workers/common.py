@@ -68,7 +68,7 @@ def warm_up(module: torch.nn.Module, input_shape: tuple[int, ...]) -> None:
     twin = copy.deepcopy(module)
     twin.train()
     opt = torch.optim.SGD(twin.parameters(), lr=0.0, momentum=0.9)
-    out = twin(torch.zeros(input_shape))
+    out = twin(torch.zeros(input_shape, device=next(twin.parameters()).device))
     out.float().sum().backward()
     opt.step()
 

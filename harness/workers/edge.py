@@ -30,6 +30,7 @@ from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_
                                     exit_process, fail, join_cgroup, load_case, parse_address,
                                     save_parts, warm_up)
 from harness.workers.events import COMPUTE, EventLog
+from harness.workers.placement import torch_device
 from harness.workers.wire import Connection, Frame, WireError, encode_activation
 
 
@@ -38,7 +39,8 @@ class Edge:
 
     def __init__(self, case: Case, case_dir: Path, data: ImageData, log: EventLog):
         self.case, self.case_dir, self.data, self.log = case, case_dir, data, log
-        self.model = build_model(case, data.spec)
+        self.dev = torch_device(case.compute.edge_backend, "compute.edge_backend")
+        self.model = build_model(case, data.spec).to(self.dev)
         self.per_epoch = batches_per_epoch(case, len(data))
         self.prep = Augmenter(case, data.spec, self.per_epoch)
         self.optim = optim_config(case.training)
@@ -83,9 +85,9 @@ def run_hierarchical(e: Edge, link: Link) -> None:
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
             handoff, _ = m.hierarchical_edge_step(model.edge, model.exit_head, opt,
-                                                  e.prep(step, images), y)
-            a, meta = encode_activation(handoff.activations, e.case.codec)
-        sender.put(step, {"a": a, "y": handoff.labels}, {**meta, "step": step})
+                                                  e.prep(step, images).to(e.dev), y.to(e.dev))
+            a, meta = encode_activation(handoff.activations.cpu(), e.case.codec)
+        sender.put(step, {"a": a, "y": y}, {**meta, "step": step})
     sender.close()
     finish(e, link, edge_part=model.edge, exit_head=model.exit_head)
 
@@ -103,13 +105,13 @@ def run_split(e: Edge, link: Link) -> None:
     link.conn.check_specs = grad_shapes
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "forward"), phase="forward"):
-            a = m.split_edge_forward(model.edge, opt, e.prep(step, images))
-            wire_a, meta = encode_activation(a, e.case.codec)
+            a = m.split_edge_forward(model.edge, opt, e.prep(step, images).to(e.dev))
+            wire_a, meta = encode_activation(a.detach().cpu(), e.case.codec)
         link.send("batch", step, {"a": wire_a, "y": y}, {**meta, "step": step})
         grad = checked_grad(link.recv_expect("grad", step), a, step)
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "backward"),
                         phase="backward"):
-            m.split_edge_backward(a, grad, opt)
+            m.split_edge_backward(a, grad.to(e.dev), opt)
     finish(e, link, edge_part=model.edge)
 
 
@@ -154,7 +156,7 @@ def run_edge_only(e: Edge) -> None:
     opt = m.make_optimizer(full.parameters(), e.optim)
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
-            m.full_step(full, opt, e.prep(step, images), y)
+            m.full_step(full, opt, e.prep(step, images).to(e.dev), y.to(e.dev))
     save_parts(e.case_dir, edge_part=e.model.edge, cloud_part=e.model.cloud)
 
 
