@@ -1,0 +1,68 @@
+"""Mahimahi-format traces: parsing (a bad line is named), rates, repetition, the schedule."""
+import pytest
+
+from harness.emulation import traces
+from harness.emulation.traces import MTU_B, max_backlog_error_b, parse_trace, schedule
+from harness.errors import HarnessError
+
+
+def test_a_trace_of_one_packet_per_ms_is_12_mbits():
+    t = parse_trace("\n".join(str(ms) for ms in range(1, 1001)), "t")
+    assert t.period_ms == 1000 and t.mean_mbps == pytest.approx(12.0)
+    assert t.bytes_between(0, 1000) == 999 * MTU_B       # times < 1000: 1..999
+    assert t.bytes_between(0, 2001) == 2000 * MTU_B      # the second lap
+
+
+def test_repetition_and_windows():
+    # 10 packets at 100 ms, none until 1000 ms, one then: a burst and a long gap.
+    t = parse_trace("100\n" * 10 + "1000\n", "burst")
+    assert t.mean_mbps == pytest.approx(11 * MTU_B * 8 / 1.0 / 1e6)
+    assert t.mean_over(0.2, 0.7) == 0                         # inside the gap: an outage
+    assert t.bytes_between(1000, 1101) == 11 * MTU_B          # next lap's burst at 1100 ms
+    with pytest.raises(HarnessError, match="window must last > 0 s"):
+        t.mean_over(0, 0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1\n2\nx3\n", r"t: line 3: expected a whole number of milliseconds, got 'x3'"),
+    ("1\n-2\n", r"t: line 2: expected a whole number"),
+    ("5\n4\n", r"t: line 2: 4 ms is before the previous line's 5 ms"),
+    ("1.5\n", r"t: line 1: expected a whole number"),
+    ("", r"t: no delivery opportunities"),
+    ("0\n0\n", r"t: the last time is 0 ms"),
+    ("1\n99999999999\n", r"t: line 2: .* past one day"),
+])
+def test_a_bad_trace_is_refused_with_its_line(text, message):
+    with pytest.raises(HarnessError, match=message):
+        parse_trace(text, "t")
+
+
+def test_blank_lines_are_skipped_and_counted():
+    with pytest.raises(HarnessError, match="line 4:"):
+        parse_trace("1\n\n2\nbad\n", "t")
+
+
+def test_the_schedule_carries_every_byte_and_names_outages():
+    text = "".join(f"{ms}\n" for ms in range(0, 500)) + "1000\n"   # 500 ms on, 500 ms off
+    t = parse_trace(text, "onoff")
+    bins = schedule(t, 100)
+    assert [start for start, _ in bins] == list(range(0, 1000, 100))
+    assert all(r == pytest.approx(12.0) for _, r in bins[:5])
+    assert all(r == 0 for _, r in bins[5:])
+    carried = sum(r * 1e6 / 8 * 0.1 for _, r in bins)
+    assert carried == pytest.approx(t.bytes_between(0, 1000))
+    # Smooth within a bin: off by at most one bin's bytes, and finer grids are closer.
+    assert max_backlog_error_b(t, 100) <= 100 * MTU_B
+    assert max_backlog_error_b(t, 10) <= max_backlog_error_b(t, 100)
+
+
+def test_the_command_prints_a_summary_or_a_one_line_error(tmp_path, capsys):
+    good, bad = tmp_path / "good.trace", tmp_path / "bad.trace"
+    good.write_text("".join(f"{ms}\n" for ms in range(1, 1001)))
+    bad.write_text("1\nten\n")
+    assert traces.main([str(good)]) == 0
+    assert "mean 12.000 Mbit/s" in capsys.readouterr().out
+    assert traces.main([str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.trace: line 2" in err[0]
+    assert traces.main([str(tmp_path / "missing")]) == 2
