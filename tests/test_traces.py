@@ -47,13 +47,22 @@ def test_the_schedule_carries_every_byte_and_names_outages():
     t = parse_trace(text, "onoff")
     bins = schedule(t, 100)
     assert [start for start, _ in bins] == list(range(0, 1000, 100))
-    assert all(r == pytest.approx(12.0) for _, r in bins[:5])
+    # The packet at 1000 ms is the next lap's time 0: the first bin carries 101.
+    assert bins[0][1] == pytest.approx(12.12) and bins[1][1] == pytest.approx(12.0)
+    assert all(r == pytest.approx(12.0) for _, r in bins[1:5])
     assert all(r == 0 for _, r in bins[5:])
     carried = sum(r * 1e6 / 8 * 0.1 for _, r in bins)
-    assert carried == pytest.approx(t.bytes_between(0, 1000))
+    assert carried == pytest.approx(501 * MTU_B)              # every packet, once a period
     # Smooth within a bin: off by at most one bin's bytes, and finer grids are closer.
     assert max_backlog_error_b(t, 100) <= 100 * MTU_B
     assert max_backlog_error_b(t, 10) <= max_backlog_error_b(t, 100)
+
+
+def test_a_schedule_repeated_keeps_the_traces_mean():
+    t = parse_trace("0\n5\n5\n10\n", "t")                 # 4 packets per 10 ms
+    bins = schedule(t, 5)
+    assert [r for _, r in bins] == pytest.approx([4.8, 4.8])
+    assert sum(r for _, r in bins) / len(bins) == pytest.approx(t.mean_mbps)
 
 
 def test_the_command_prints_a_summary_or_a_one_line_error(tmp_path, capsys):

@@ -111,26 +111,30 @@ def load_trace(path: str | Path) -> Trace:
 
 def schedule(trace: Trace, grid_ms: int) -> list[tuple[int, float]]:
     """(start ms, rate Mbit/s) per bin of `grid_ms` over one period (the last bin may be
-    shorter); a bin without opportunities has rate 0 (an outage)."""
+    shorter); a bin without opportunities has rate 0 (an outage). The schedule repeats with
+    the trace, so an opportunity at the period's end belongs to the first bin (time P is the
+    next lap's time 0): every period carries all of the trace's packets."""
     if grid_ms < 1:
         raise HarnessError(f"grid_ms: must be >= 1, got {grid_ms}")
-    out = []
-    for start in range(0, trace.period_ms, grid_ms):
-        end = min(start + grid_ms, trace.period_ms)
-        out.append((start, trace.bytes_between(start, end) * 8 / ((end - start) / 1000) / 1e6))
-    return out
+    period = trace.period_ms
+    counts = [0] * math.ceil(period / grid_ms)
+    for t in trace.times_ms:
+        counts[(t % period) // grid_ms] += 1
+    return [(i * grid_ms, n * MTU_B * 8 / ((min((i + 1) * grid_ms, period) - i * grid_ms) / 1000)
+             / 1e6) for i, n in enumerate(counts)]
 
 
 def max_backlog_error_b(trace: Trace, grid_ms: int) -> int:
-    """The largest gap, in bytes, between what the trace and its schedule have delivered at
-    any millisecond of one period: the schedule's error against the trace."""
-    worst, delivered = 0, 0.0
-    for start, mbps in schedule(trace, grid_ms):
-        end = min(start + grid_ms, trace.period_ms)
-        for t in range(start, end + 1):
-            smooth = delivered + mbps * 1e6 / 8 * (t - start) / 1000
-            worst = max(worst, abs(trace.bytes_between(0, t) - smooth))
-        delivered += trace.bytes_between(start, end)
+    """The largest gap, in bytes, between what the trace and its schedule have delivered by
+    any millisecond of one period (from time 0, schedule repeated): the schedule's error."""
+    per_ms = [r * 1e6 / 8 / 1000 for _, r in schedule(trace, grid_ms)]     # bytes per ms
+    worst, before = 0.0, [0.0]
+    for rate in per_ms:                          # bytes delivered before each bin starts
+        before.append(before[-1] + rate * grid_ms)
+    for t in range(trace.period_ms + 1):
+        i, within = divmod(t, grid_ms)
+        done = before[i] + (per_ms[i] * within if i < len(per_ms) else 0.0)
+        worst = max(worst, abs(trace.bytes_between(0, t + 1) - done))
     return math.ceil(worst)
 
 
