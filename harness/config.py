@@ -300,9 +300,9 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
         (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
         (c.max_dilation >= 1, "compute.max_dilation", "must be >= 1"),
-        (_backend_ok(c.edge_backend), "compute.edge_backend",
+        (backend_ok(c.edge_backend), "compute.edge_backend",
          f"expected cpu, cuda or cuda:N, got {c.edge_backend!r}"),
-        (_backend_ok(c.cloud_backend), "compute.cloud_backend",
+        (backend_ok(c.cloud_backend), "compute.cloud_backend",
          f"expected cpu, cuda or cuda:N, got {c.cloud_backend!r}"),
         (c.dilation == 1 or c.edge_backend == c.cloud_backend == "cpu", "compute.dilation",
          "must be 1 with a cuda backend (a real GPU cannot be slowed down with the link)"),
@@ -324,7 +324,7 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
             raise HarnessError(f"{where}: {message}")
 
 
-def _backend_ok(value) -> bool:
+def backend_ok(value) -> bool:
     """cpu, cuda or cuda:N (harness.workers.placement checks the machine has it)."""
     return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d{1,2})?", value) is not None
 

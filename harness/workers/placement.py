@@ -11,18 +11,15 @@ CPU returns the tensor itself, so the CPU path is the code it was.
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
+from harness.config import backend_ok
 from harness.errors import HarnessError
-
-BACKEND_RE = re.compile(r"cpu|cuda(:\d{1,2})?")
 
 
 def check_backend(value, where: str) -> str:
     """A backend's spelling: cpu, cuda or cuda:N (a one-line error naming `where` otherwise)."""
-    if not isinstance(value, str) or not BACKEND_RE.fullmatch(value):
+    if not backend_ok(value):
         raise HarnessError(f"{where}: expected cpu, cuda or cuda:N, got {value!r}")
     return value
 
@@ -52,10 +49,3 @@ def torch_device(backend: str, where: str) -> torch.device:
     """The torch device a worker trains on, refused by name if this machine lacks it."""
     require_backend(backend, where)
     return torch.device(backend)
-
-
-def describe(backend: str) -> str:
-    """'cpu', or 'cuda:0 (NVIDIA ...)' for the run's records."""
-    if backend == "cpu" or not torch.cuda.is_available():
-        return backend
-    return f"{backend} ({torch.cuda.get_device_name(torch.device(backend))})"
