@@ -94,7 +94,10 @@ class ComputeConfig:
     # reported / k. None ("auto" in YAML): the smallest whole k that fits this machine's
     # cores, chosen by the runner; a case carries the k it ran under.
     dilation: float | None = None
-    max_dilation: float = 8.0         # a scenario that would need more is refused
+    max_dilation: float = 8.0         # a scenario that would need more is refused ...
+    # ... or, "cap", runs at max_dilation with each device's steps no faster than this machine
+    # holds there (harness.run.virtual; paced compute only): said in the run and its summary.
+    over_ceiling: str = "refuse"
     # Paced compute (harness.run.pacing): each training step runs at full speed, then waits
     # until the runtime model's time for that step on the virtual device has passed, so the
     # host machine's own speed drift does not reach the measurement. False: CPU shares.
@@ -300,6 +303,11 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
         (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
         (c.max_dilation >= 1, "compute.max_dilation", "must be >= 1"),
+        (c.over_ceiling in ("refuse", "cap"), "compute.over_ceiling",
+         f"expected refuse or cap, got {c.over_ceiling!r}"),
+        (c.over_ceiling == "refuse" or c.pace, "compute.over_ceiling",
+         "cap needs compute.pace: true (a capped device's steps are paced to what this "
+         "machine holds)"),
         (backend_ok(c.edge_backend), "compute.edge_backend",
          f"expected cpu, cuda or cuda:N, got {c.edge_backend!r}"),
         (backend_ok(c.cloud_backend), "compute.cloud_backend",

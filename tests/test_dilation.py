@@ -90,3 +90,35 @@ def test_the_summary_divides_every_time_by_k_and_says_so():
     assert _undilate(dict(row), 1.0) == {**row, "dilation": 1.0}
     assert label(1.0) == "" and label(4.0) == " (dilated x4: times / 4)"
     assert link_label(1.0) == "" and "rates / 4, delays x 4" in link_label(4.0)
+
+
+def test_over_ceiling_is_refuse_or_cap_and_cap_needs_paced_compute():
+    base = {"name": "d", "links": ["3g"]}
+    assert parse_scenario(base).compute.over_ceiling == "refuse"
+    paced = {"pace": True, "over_ceiling": "cap"}
+    assert parse_scenario({**base, "compute": paced}).compute.over_ceiling == "cap"
+    with pytest.raises(HarnessError, match="compute.over_ceiling: expected refuse or cap, got 'clip'"):
+        parse_scenario({**base, "compute": {"pace": True, "over_ceiling": "clip"}})
+    with pytest.raises(HarnessError, match="compute.over_ceiling: cap needs compute.pace: true"):
+        parse_scenario({**base, "compute": {"over_ceiling": "cap"}})
+
+
+def test_a_capped_device_runs_at_the_ceiling_and_says_so(monkeypatch):
+    """compute.over_ceiling: cap with a device far beyond the ceiling: k = max_dilation, one
+    line per capped device and (model, split), and the summary's uncapped prediction."""
+    from types import SimpleNamespace
+    from harness.run import virtual
+    raw = {"name": "d", "links": ["3g"], "model": {"arch": "vgg16", "split": "conv7"},
+           "compute": {"edge_device": "rpi4", "cloud_device": "a100", "pace": True,
+                       "max_dilation": 2, "over_ceiling": "cap"}}
+    lines = []
+    opts = SimpleNamespace(emulate=True, quiet=False, echo=lines.append)
+    resolved = virtual.resolve_dilation(parse_scenario(raw), {"3g": load_profile("3g")}, opts)
+    assert resolved.compute.dilation == 2.0
+    text = "\n".join(lines)
+    assert "time dilation x2 (compute.max_dilation; x" in text and "a100 would need" in text
+    assert "capped: cloud device a100, vgg16@conv7: its steps run x" in text
+    assert "capped: edge" not in text                        # the rpi4 fits: not capped
+    with pytest.raises(HarnessError, match="above compute.max_dilation = 2"):
+        virtual.resolve_dilation(parse_scenario({**raw, "compute": {
+            **raw["compute"], "over_ceiling": "refuse"}}), {"3g": load_profile("3g")}, opts)

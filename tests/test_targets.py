@@ -54,3 +54,25 @@ def test_device_costs_feed_the_runtime_model_with_the_devices_times():
     assert costs.head_s == pytest.approx(flops["head"]["total_train"] / 4.8e9)
     assert costs.cloud_s == pytest.approx(flops["cloud"]["total_train"] / 5495e9)
     assert host["heads"]["conv4"]["forward_s"] == 1.0           # the input is not changed
+
+
+def test_a_capped_device_runs_no_faster_than_this_machine_holds_a_paced_step():
+    from harness.predict.targets import capped_costs
+    host = synthetic_host()
+    gpu = device_costs(host, load_device("v100"))             # 275x this host's core
+    capped = capped_costs(gpu, host, k=2.0, margin=1.5)
+    for dev, cap, timed in zip(gpu["blocks"], capped["blocks"], host["blocks"]):
+        for key in ("forward_s", "backward_step_s"):
+            assert dev[key] < 1.5 * timed[key] / 2                # the GPU: faster than held
+            assert cap[key] == pytest.approx(1.5 * timed[key] / 2)
+    assert capped["preprocess_s"] == pytest.approx(1.5 * 0.01 / 2)
+    assert capped["capped_by"] == pytest.approx(
+        (0.01 + sum(b["forward_s"] + b["backward_step_s"] for b in host["blocks"]))
+        / (gpu["preprocess_s"] + sum(b["forward_s"] + b["backward_step_s"]
+                                     for b in gpu["blocks"])) * 0.75)
+    assert "capped" in capped["machine"] and gpu["blocks"][0] is not capped["blocks"][0]
+    # a device slower than the floor keeps its own times: capping never speeds a device up
+    rpi = device_costs(host, load_device("rpi4"))
+    same = capped_costs(rpi, host, k=2.0, margin=1.5)
+    assert [b["forward_s"] for b in same["blocks"]] == [b["forward_s"] for b in rpi["blocks"]]
+    assert same["capped_by"] == pytest.approx(1.0)

@@ -33,7 +33,7 @@ GROUP = ["arch", "split", "codec", "link", "rep"]
 NUMERIC = ["steps", "wall_s", *STAGES, "bytes_up_total", "bytes_down_total", "raw_bytes_to_cloud",
            "final_acc", "edge_exit_acc", "test_samples", "est_full_wall_s", "est_full_wall_ci_s",
            "fill_s", "interval_s", "interval_ci_s", "full_steps", "predicted_s", "predicted_full_s",
-           "paced_steps", "pace_overruns"]
+           "predicted_device_full_s", "paced_steps", "pace_overruns"]
 Z95 = 1.959964
 
 
@@ -81,11 +81,16 @@ def _row(case_dir: Path, scenario: str) -> dict:
         row["runtime_source"] += "; compute paced to the runtime model's step times"
     row["predicted_s"] = info.get("predicted_s")
     row["predicted_full_s"] = info.get("predicted_full_s")
+    row["predicted_device_full_s"] = info.get("predicted_device_full_s")
+    if row["predicted_device_full_s"] is not None:
+        row["runtime_source"] += ("; a device capped at this machine's speed (compute."
+                                  "over_ceiling: cap): predicted_device_full_s is the model's "
+                                  "runtime for the device as specified")
     return _undilate(row, (case.get("compute") or {}).get("dilation") or 1.0)
 
 
 DILATED = ("wall_s", *STAGES, "est_full_wall_s", "est_full_wall_ci_s", "fill_s", "interval_s",
-           "interval_ci_s", "predicted_s", "predicted_full_s")
+           "interval_ci_s", "predicted_s", "predicted_full_s", "predicted_device_full_s")
 
 
 def _undilate(row: dict, k: float) -> dict:

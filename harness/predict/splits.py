@@ -13,7 +13,7 @@ from harness.config import Case, dilation_of
 from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
 from harness.emulation.devices import load_device
-from harness.predict.targets import device_costs
+from harness.predict.targets import capped_costs, device_costs
 from harness.predict.runtime import (LinkRates, Prediction, costs_from_profile, predict, scaled,
                                      sizes_for)
 from harness.train.data import SPECS
@@ -51,9 +51,12 @@ def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: 
     return predict(method, costs, sizes, LinkRates.from_profile(link), n, epochs)
 
 
-def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
+def case_costs(case: Case, as_specified: bool = False) -> tuple[tuple[dict, dict], float, float]:
     """(block costs per side, edge cores, cloud cores) the model uses for a case: measured on
-    this machine, or a named device's modelled times (then its side counts as one core)."""
+    this machine, or a named device's modelled times (then its side counts as one core) --
+    capped, under compute.over_ceiling: cap, at what this machine holds as a paced step
+    (predict.targets.capped_costs), unless `as_specified` (the device's own times)."""
+    from harness.run.pacing import PACE_MARGIN
     c, m = case.compute, case.model
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))
@@ -61,8 +64,21 @@ def case_costs(case: Case) -> tuple[tuple[dict, dict], float, float]:
     cores = [c.host_cores("edge"), c.host_cores("cloud")]
     for i, name in enumerate((c.edge_device, c.cloud_device)):
         if name is not None:      # the device's modelled times, as its host is calibrated to
-            profs[i], cores[i] = device_costs(profs[i], load_device(name)), 1.0 / k
+            host, profs[i] = profs[i], device_costs(profs[i], load_device(name))
+            if c.over_ceiling == "cap" and not as_specified:
+                profs[i] = capped_costs(profs[i], host, k, PACE_MARGIN)
+            cores[i] = 1.0 / k
     return (profs[0], profs[1]), cores[0], cores[1]
+
+
+def capped_roles(case: Case, at_least: float = 1.01) -> dict:
+    """{role: how many times slower than the device's own its capped whole network runs},
+    for the device roles that compute.over_ceiling: cap slows by at least `at_least`."""
+    if case.compute.over_ceiling != "cap":
+        return {}
+    profs = case_costs(case)[0]
+    return {role: prof["capped_by"] for role, prof in zip(("edge", "cloud"), profs)
+            if prof.get("capped_by", 1.0) >= at_least}
 
 
 def role_steps(case: Case) -> dict:
@@ -78,10 +94,10 @@ def role_steps(case: Case) -> dict:
 
 
 def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1,
-                 factors: dict | None = None) -> Prediction:
+                 factors: dict | None = None, as_specified: bool = False) -> Prediction:
     """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
-    train from its cache)."""
-    profs, edge_cores, cloud_cores = case_costs(case)
+    train from its cache); `as_specified`: its devices uncapped (case_costs)."""
+    profs, edge_cores, cloud_cores = case_costs(case, as_specified)
     return predict_for(profs, case.model.split, case.dataset.name, case.method, case.codec, link,
                        edge_cores, cloud_cores, case.training.batch_size, n, epochs, factors)
 

@@ -61,3 +61,28 @@ def device_costs(measured: dict, device: DeviceProfile) -> dict:
             "preprocess_s": measured["preprocess_s"] * host_gflops(measured) / rate,
             "machine": f"device profile '{device.name}' (modelled: FLOPs / "
                        f"{rate:g} GFLOP/s sustained)", "statistic": "modelled", "device": device.name}
+
+
+def capped_costs(device_prof: dict, host_prof: dict, k: float, margin: float) -> dict:
+    """A device's modelled costs (device_costs) with every time raised to at least what this
+    machine holds as a paced step under dilation k: `margin` x its timed time at its thread
+    count (host_prof), / k. A device faster than that (a GPU-class cloud on a CPU host) runs
+    capped at this machine's speed; `capped_by` says how much slower the capped whole network
+    is than the device's own."""
+    floor = margin / k
+
+    def capped(dev: dict, host: dict) -> dict:
+        return {key: max(dev[key], floor * host[key]) for key in ("forward_s", "backward_step_s")}
+    blocks = [{**dev, **capped(dev, host)}
+              for dev, host in zip(device_prof["blocks"], host_prof["blocks"])]
+    heads = {name: capped(row, host_prof["heads"][name])
+             for name, row in device_prof["heads"].items()}
+    preprocess = max(device_prof["preprocess_s"], floor * host_prof["preprocess_s"])
+
+    def whole(prof: dict) -> float:
+        return prof["preprocess_s"] + sum(b["forward_s"] + b["backward_step_s"]
+                                          for b in prof["blocks"])
+    out = {**device_prof, "blocks": blocks, "heads": heads, "preprocess_s": preprocess}
+    return {**out, "capped_by": whole(out) / whole(device_prof),
+            "machine": f"{device_prof['machine']}, capped at this machine's paced speed "
+                       f"under dilation x{k:g}"}

@@ -105,6 +105,10 @@ def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, me
                            ("predicted_full_s", per_epoch, case.training.epochs)):
         pred = predict_case(case, link_profile, n, epochs, model_factors(memo, case))
         out[key] = pred.total_s
+    from harness.predict.splits import capped_roles
+    if capped_roles(case):      # the model's runtime for the devices as specified, uncapped
+        out["predicted_device_full_s"] = predict_case(
+            case, link_profile, per_epoch, case.training.epochs, as_specified=True).total_s
     how = ("compute = the pace targets the workers waited out" if case.compute.pace else
            "compute scaled by the factors measured under the CPU shares (computecheck.json)")
     return {**out, "predicted_bottleneck": pred.bottleneck, "predicted_busy": pred.busy,

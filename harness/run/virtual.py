@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from harness.config import Scenario
-from harness.emulation.dilation import check_rtt, choose_factor
+from harness.config import Scenario, dilation_of
+from harness.emulation.dilation import check_rtt, choose_factor, factor_needed
 from harness.errors import HarnessError
 from harness.run.pacing import PACE_MARGIN
 
@@ -33,11 +33,16 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
     threads = {"edge": c.edge_threads, "cloud": c.cloud_threads}
     if k is None:
         cores, why = _virtual_cores(scenario)
-        k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why,
-                          PACE_MARGIN if c.pace else 1.0)
-        how = "chosen automatically: the smallest whole factor that fits this machine" + (
-            f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
-    elif c.pace:
+        margin = PACE_MARGIN if c.pace else 1.0
+        need = factor_needed(cores, threads, os.cpu_count() or 1, margin)
+        if c.over_ceiling == "cap" and need > c.max_dilation:
+            k, how = c.max_dilation, (f"compute.max_dilation; x{need:.3g} would be needed: "
+                                      f"{'; '.join(why.values()) or 'the hosts cores'}")
+        else:
+            k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why, margin)
+            how = "chosen automatically: the smallest whole factor that fits this machine" + (
+                f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
+    elif c.pace and c.over_ceiling != "cap":
         cores, _ = _virtual_cores(scenario)
         short = [r for r, n in cores.items() if n * PACE_MARGIN / k > threads[r] + 1e-9]
         if short:
@@ -50,7 +55,32 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
         opts.echo(f"time dilation x{k:g} ({how})" + ("" if k == 1 else
                   f": link rates / {k:g}, delays x {k:g}, CPU shares / {k:g}, times reported "
                   f"/ {k:g}"))
-    return dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=k))
+    resolved = dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=k))
+    for line in capped_lines(resolved):
+        opts.echo(line)
+    return resolved
+
+
+def capped_lines(scenario: Scenario) -> list[str]:
+    """'capped: cloud device a100, vgg16@conv4: ...' for each device and (model, split) that
+    compute.over_ceiling: cap slows below the device's own speed (harness.predict.splits)."""
+    from harness.predict.splits import capped_roles, role_steps
+    out, seen = [], set()
+    for case in scenario.cases():
+        pair = (case.model.arch, case.model.split)
+        if pair in seen:
+            continue
+        seen.add(pair)
+        for role, slower in capped_roles(case).items():
+            full = role_steps(case)[(role, "full")] / dilation_of(case.compute)
+            out.append(f"capped: {role} device {getattr(case.compute, f'{role}_device')}, "
+                       f"{pair[0]}@{pair[1]}: its steps run x{slower:.3g} slower than the "
+                       f"device's modelled speed (whole network {full * 1e3:.4g} ms/batch "
+                       f"emulated, {full / slower * 1e3:.4g} ms modelled): the fastest this "
+                       f"machine holds under dilation x{dilation_of(case.compute):g} "
+                       f"(compute.over_ceiling: cap); the summary's predicted_device_full_s "
+                       f"is the model's runtime for the device as specified")
+    return out
 
 
 def _virtual_cores(scenario: Scenario) -> tuple[dict, dict]:
