@@ -261,6 +261,29 @@ def test_a_dilated_case_runs_k_times_slower_and_reports_virtual_times(tmp_path):
     assert "dilated x2" in row["runtime_source"]
 
 
+def test_a_device_beyond_the_ceiling_runs_capped_and_says_so(tmp_path):
+    """compute.over_ceiling: cap with an A100 cloud and no dilation allowed: the run says the
+    cloud is capped, cloud-only's steps are paced to what this machine holds (far slower than
+    the A100's modelled time), and the summary keeps the model's runtime for the A100 as
+    specified beside the capped prediction."""
+    path = scenario(tmp_path, **{"methods": ["cloud"], "links": ["wifi"], "compute.pace": True,
+                                 "compute.cloud_device": "a100", "compute.max_dilation": 1,
+                                 "compute.over_ceiling": "cap"})
+    proc = start_run(tmp_path, path)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    assert "capped: cloud device a100, vgg16@conv7: its steps run x" in out + err
+    run_dir = run_dir_of(tmp_path)
+    import pandas as pd
+    row = pd.read_csv(run_dir / "summary.csv").iloc[0]
+    assert row["status"] == "ok" and row["dilation"] == 1
+    assert 0 < row["predicted_device_full_s"] < row["predicted_full_s"]
+    assert "capped" in row["runtime_source"]
+    case_dir = next(d for d in run_dir.iterdir() if (d / "case_info.json").exists())
+    step = json.loads((case_dir / "case_info.json").read_text())["pace_s"]["cloud"]["step"]
+    assert step > 0.02        # the A100 would take ~1 ms for this batch; this machine cannot
+
+
 def test_paced_compute_lasts_its_targets_on_hosts_given_a_core_per_thread(tmp_path):
     """compute.pace (harness.run.pacing) under Mininet: every compute span lasts its case's
     target (the runtime model's step time on the virtual device) and records its real

@@ -3,6 +3,7 @@
     sudo .venv/bin/python -m pytest tests/test_topology.py -s     # -s shows the tables
 """
 import dataclasses
+import os
 import re
 import signal
 import statistics
@@ -202,6 +203,25 @@ def test_udp_probe_datagrams_stay_near_the_packet_rate_cap():
         pps = rate * 1e6 / 8 / (udp_payload_b(rate) + UDP_HEADERS_B)
         assert pps == pytest.approx(UDP_MAX_PPS, rel=0.01)
     assert udp_payload_b(500) == 1400                     # never above one unfragmented packet
+
+
+def test_fifo_directories_of_a_dead_harness_are_leftovers_and_cleaned(monkeypatch, tmp_path):
+    """A killed harness leaves its workers' FIFO directory (harness.run.prefork): netclean
+    lists and removes it once the pid in its name is gone, never a live harness's."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    dead = tmp_path / "hierbench-fifo-999999999-edge-abc"
+    live = tmp_path / f"hierbench-fifo-{os.getpid()}-cloud-def"
+    for path in (dead, live):
+        path.mkdir()
+        (path / "0.stdout").write_text("")
+    assert netclean._fifo_dirs() == [dead]
+    monkeypatch.setattr(netclean, "_processes", lambda: [])
+    monkeypatch.setattr(netclean, "_links", lambda: [])
+    monkeypatch.setattr(netclean, "_rules", lambda: [])
+    monkeypatch.setattr(netclean, "remove_cgroups", lambda: [])
+    assert netclean.clean() == [f"deleted FIFO directory {dead}"]
+    assert not dead.exists() and live.exists()
 
 
 def test_doctor_report_format():

@@ -5,16 +5,19 @@
 Ours means: Mininet shells of hosts `edge`/`cloud`, processes carrying the marker environment
 variable the topology sets, `harness.emulation.delayd` anywhere, edge/cloud workers
 outside the root network namespace, links `edge-eth*`/`cloud-eth*`, the hosts' CPU cgroups,
-and iptables rules tagged `hierbench`. Unlike `mn -c` it never kills by broad name, so another
+iptables rules tagged `hierbench`, and worker FIFO directories whose harness is gone
+(`/tmp/hierbench-fifo-<pid>-*`). Unlike `mn -c` it never kills by broad name, so another
 Mininet user on the machine is left alone. Every process is addressed by its pid.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,7 +124,19 @@ def leftovers() -> list[str]:
     items += [f"link {name}" for name in _links()]
     items += [f"cgroup {path}" for path in _cgroups()]
     items += [f"iptables rule ({binary}): -A {rule}" for binary, rule in _rules()]
+    items += [f"FIFO directory {path}" for path in _fifo_dirs()]
     return items
+
+
+def _fifo_dirs() -> list[Path]:
+    """The worker FIFO directories (harness.run.prefork) whose harness process is gone."""
+    from harness.run.prefork import FIFO_PREFIX
+    found = []
+    for path in Path(tempfile.gettempdir()).glob(f"{FIFO_PREFIX}*"):
+        owner = path.name[len(FIFO_PREFIX):].split("-", 1)[0]
+        if path.is_dir() and not (owner.isdigit() and Path(f"/proc/{owner}").exists()):
+            found.append(path)
+    return found
 
 
 def _kill_pids(pids: list[int], grace_s: float = 2.0) -> None:
@@ -146,6 +161,9 @@ def clean() -> list[str]:
     for binary, rule in _rules():
         if subprocess.run([binary, "-D", *rule.split()], capture_output=True).returncode == 0:
             removed.append(f"deleted iptables rule ({binary}): -A {rule}")
+    for path in _fifo_dirs():
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(f"deleted FIFO directory {path}")
     return removed
 
 

@@ -56,7 +56,7 @@ def case_costs(case: Case, as_specified: bool = False) -> tuple[tuple[dict, dict
     this machine, or a named device's modelled times (then its side counts as one core) --
     capped, under compute.over_ceiling: cap, at what this machine holds as a paced step
     (predict.targets.capped_costs), unless `as_specified` (the device's own times)."""
-    from harness.run.pacing import PACE_MARGIN
+    from harness.run.pacing import CAP_MARGIN
     c, m = case.compute, case.model
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))
@@ -66,7 +66,7 @@ def case_costs(case: Case, as_specified: bool = False) -> tuple[tuple[dict, dict
         if name is not None:      # the device's modelled times, as its host is calibrated to
             host, profs[i] = profs[i], device_costs(profs[i], load_device(name))
             if c.over_ceiling == "cap" and not as_specified:
-                profs[i] = capped_costs(profs[i], host, k, PACE_MARGIN)
+                profs[i] = capped_costs(profs[i], host, k, CAP_MARGIN)
             cores[i] = 1.0 / k
     return (profs[0], profs[1]), cores[0], cores[1]
 

@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.procs import exit_text, tail
 
 SERVER_READY_TIMEOUT_S = 60.0
+FIFO_PREFIX = "hierbench-fifo-"       # + the harness's pid: see emulation.netclean
 FORK_REPLY_TIMEOUT_S = 10.0
 
 
@@ -64,7 +65,8 @@ class ForkServer:
 
     def __init__(self, role: str, popen, python: str, env: dict, log_path: Path):
         self.role = role
-        self.dir = Path(tempfile.mkdtemp(prefix=f"hierbench-fifo-{role}-"))
+        # the harness's pid in the name: netclean removes the directory once that pid is gone
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{FIFO_PREFIX}{os.getpid()}-{role}-"))
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = popen(role, [python, "-m", "harness.workers.prefork"], cgroup=False,
