@@ -266,7 +266,7 @@ def test_a_device_beyond_the_ceiling_runs_capped_and_says_so(tmp_path):
     cloud is capped, cloud-only's steps are paced to what this machine holds (far slower than
     the A100's modelled time), and the summary keeps the model's runtime for the A100 as
     specified beside the capped prediction."""
-    path = scenario(tmp_path, **{"methods": ["cloud"], "links": ["wifi"], "compute.pace": True,
+    path = scenario(tmp_path, **{"methods": ["cloud"], "links": ["4g"], "compute.pace": True,
                                  "compute.cloud_device": "a100", "compute.max_dilation": 1,
                                  "compute.over_ceiling": "cap"})
     proc = start_run(tmp_path, path)
