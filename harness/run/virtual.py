@@ -37,7 +37,7 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
         need = factor_needed(cores, threads, os.cpu_count() or 1, margin)
         if c.over_ceiling == "cap" and need > c.max_dilation:
             k, how = c.max_dilation, (f"compute.max_dilation; x{need:.3g} would be needed: "
-                                      f"{'; '.join(why.values()) or "the hosts' cores"}")
+                                      f"{'; '.join(why.values()) or 'the cores of both hosts'}")
         else:
             k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why, margin)
             how = "chosen automatically: the smallest whole factor that fits this machine" + (
