@@ -207,6 +207,7 @@ class Scenario:
     tolerances: Tolerances = field(default_factory=Tolerances)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     checks: tuple[str, ...] = ()
+    tcp_cc: str | None = None       # workers' TCP congestion control; None: the kernel's default
 
     def cases(self) -> list[Case]:
         """The sweep matrix, model-major; each arch takes only the split points it has."""
@@ -226,7 +227,7 @@ REMOVED_KEYS = {"training.data_mode": "no longer a key: it was validated but nev
 SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": ComputeConfig,
             "tolerances": Tolerances, "measure": MeasureConfig}
 TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
-            "links", "codec", "repetitions", "tolerances", "measure", "checks"}
+            "links", "codec", "repetitions", "tolerances", "measure", "checks", "tcp_cc"}
 
 
 def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
@@ -257,7 +258,7 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
         codecs=str_list(raw.get("codec", "fp32"), "codec", CODECS),
         repetitions=check_type("repetitions", raw.get("repetitions", 1), "int"),
         checks=str_list(raw["checks"], "checks") if raw.get("checks") else (),
-        **sections)
+        tcp_cc=_tcp_cc(raw.get("tcp_cc")), **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
 
@@ -270,6 +271,16 @@ def _auto(raw: Any, where: str) -> Any:
                            "scenario key (use compute.pace: true)")
     if where == "compute" and isinstance(raw, dict) and raw.get("dilation") == "auto":
         return {**raw, "dilation": None}
+    return raw
+
+
+def _tcp_cc(raw: Any) -> str | None:
+    """A congestion control's name (the kernel's list is checked when a link starts)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,15}", raw):
+        raise HarnessError(f"tcp_cc: expected a congestion control's name such as bbr, cubic "
+                           f"or reno, got {str(raw)[:40]!r}")
     return raw
 
 

@@ -169,7 +169,8 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             continue
         from harness.emulation.topology import emulated_link
         profile = dilate_profile(profiles[link_name], k)  # as set up; predictions use it too
-        with emulated_link(profile, scenario.compute, allow_no_delay=opts.allow_no_delay) as link:
+        with emulated_link(profile, scenario.compute, allow_no_delay=opts.allow_no_delay,
+                           tcp_cc=scenario.tcp_cc) as link:
             check = calibrate(link, profile, scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
