@@ -149,6 +149,7 @@ class Tolerances:
     # 20 ms), the share rtt_rel already allows, so it moves no runtime term by more than that.
     jitter_abs_ms: float = 2.0
     compute_rel: float = 0.10         # |measured / device target - 1| per batch, at most
+    trace_rel: float = 0.10           # |saturated delivery / trace's window mean - 1|, at most
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,7 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (0 < s.tolerances.goodput_ratio <= 1, "tolerances.goodput_ratio", "must be in (0, 1]"),
         (s.tolerances.rtt_rel >= 0, "tolerances.rtt_rel", "must be >= 0"),
         (0 < s.tolerances.compute_rel < 1, "tolerances.compute_rel", "must be in (0, 1)"),
+        (0 < s.tolerances.trace_rel < 1, "tolerances.trace_rel", "must be in (0, 1)"),
         (s.measure.timing_batches is None or s.measure.timing_batches >= 2,
          "measure.timing_batches", "must be >= 2"),
         (s.measure.min_batches >= 2, "measure.min_batches", "must be >= 2"),

@@ -101,8 +101,9 @@ def test_params_without_netem_rates_per_direction_impairments_on_receiver():
         assert side["pfifo_limit"] == 50
         assert side["tc"]["gro"] is side["tc"]["txo"] is side["tc"]["rxo"] is False
     # up traffic arrives at the cloud: its INPUT chain carries the up delay, jitter and loss
-    assert cloud["input"] == {"delay_ms": 10.0, "jitter_ms": 2.0, "loss_pct": 1.5}
-    assert edge["input"] == {"delay_ms": 30.0, "jitter_ms": 0.0, "loss_pct": 0.0}
+    assert cloud["input"] == {"delay_ms": 10.0, "jitter_ms": 2.0, "loss_pct": 1.5,
+                             "link": None}      # a fixed rate: HTB is the link
+    assert edge["input"] == {"delay_ms": 30.0, "jitter_ms": 0.0, "loss_pct": 0.0, "link": None}
 
 
 def test_params_with_netem_each_impairment_once():

@@ -151,7 +151,7 @@ def _fake_measurements(monkeypatch, down_rates):
     monkeypatch.setattr(linkcheck, "measure_goodput", goodput)
     monkeypatch.setattr(linkcheck, "measure_rtt", lambda link, n: {"rtt_ms": 60.0, "rtt_probes": n})
     monkeypatch.setattr(linkcheck, "measure_udp", lambda link, d, rate, n: {
-        "loss_pct": 0.0, "jitter_ms": 0.0, "pps": 100.0, "packets": n})
+        "loss_pct": 0.0, "jitter_ms": 0.0, "pps": 100.0, "packets": n, "payload_b": 100})
     return calls
 
 

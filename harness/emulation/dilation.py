@@ -38,6 +38,7 @@ def dilate_profile(profile: LinkProfile, k: float) -> LinkProfile:
         profile, up_mbps=profile.up_mbps / k, down_mbps=profile.down_mbps / k,
         up_delay_ms=profile.up_delay_ms * k, down_delay_ms=profile.down_delay_ms * k,
         jitter_ms=profile.jitter_ms * k, down_jitter_ms=profile.down_jitter_ms * k,
+        trace_scale=profile.trace_scale * k,
         source={**profile.source, "dilation": f"time dilation x{k:g} of profile "
                                               f"'{profile.name}' (rates / k, delays x k)"})
 

@@ -18,6 +18,12 @@
   loss is within `LOSS_CI_PCT` points. Jitter is iperf3's RFC 3550 interarrival jitter; its
   expected value is computed by running the delay daemon's own model (`Delayer`) on the same
   packet stream, since no-reordering changes what a uniform +-J delay looks like.
+- A trace-driven direction (or one with outages) is measured for at least `TRACE_MEASURE_S`
+  from its trace's time zero, set when the iperf3 client starts (outages left out); its
+  goodput is the window's mean, judged against the trace's mean over the same window
+  (`{d}_trace_mbps`; the window's start estimated as the omitted seconds plus
+  `IPERF_START_RTTS` round trips of connection and set-up), and the expected jitter includes
+  the trace's service.
 - The hypervisor's CPU steal over each attempt is recorded (`host_steal_pct`) and named in
   the error of a failed calibration: on a busy virtual machine it, not the link, is often
   why a rate came out low.
@@ -32,8 +38,10 @@ from pathlib import Path
 from harness.files import write_json
 from harness.config import Tolerances
 from harness.emulation.delayd import Delayer
-from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY
-from harness.emulation.probes import MIN_RTT_PROBES, measure_goodput, measure_rtt, measure_udp
+from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY, daemon_link
+from harness.emulation.tracelink import link_of, window_mbps
+from harness.emulation.probes import (UDP_HEADERS_B, MIN_RTT_PROBES, measure_goodput,
+                                     measure_rtt, measure_udp)
 from harness.errors import HarnessError
 from harness.machine import cpu_ticks, steal_pct
 
@@ -41,6 +49,10 @@ STARTUP_EXTRA_RTTS = 4            # BBR start-up's drain and first probe after t
 MEASURE_RTTS = 20                 # the measured part spans at least this many round trips
 MIN_MEASURE_S = 3                 # and at least three one-second rates for their median
 UDP_SHARE = 0.5                   # UDP probe rate / link rate: below it, no queue drops
+TRACE_UDP_SHARE = 0.25            # the same under a trace, whose rate dips below its mean
+TRACE_MEASURE_S = 10              # a trace's direction is measured at least this long
+SATURATE = 3.0                    # UDP rate / a trace's mean when its capacity is measured
+IPERF_START_RTTS = 4              # iperf3's connection and set-up before its test clock starts
 LOSS_CI_PCT = 0.2                 # binomial 95% CI half-width aimed at, percentage points
 MIN_UDP_PACKETS = 1000
 STEAL_NOTE_PCT = 5.0              # CPU steal during a failed calibration worth naming
@@ -60,15 +72,17 @@ def udp_packets(loss_pct: float) -> int:
     return max(MIN_UDP_PACKETS, math.ceil(1.96 ** 2 * p * (1 - p) / (LOSS_CI_PCT / 100) ** 2))
 
 
-def expected_jitter_ms(delay_ms: float, jitter_ms: float, pps: float, n: int = 20000) -> float:
-    """RFC 3550 jitter of a stream of `pps` packets through the delay daemon's own model."""
-    if jitter_ms <= 0:
+def expected_jitter_ms(delay_ms: float, jitter_ms: float, pps: float, spec: dict | None = None,
+                       frame_b: int = 0, n: int = 20000) -> float:
+    """RFC 3550 jitter of a stream of `pps` packets through the delay daemon's own model (and
+    its trace link, for a direction `spec` describes, with packets of `frame_b` bytes)."""
+    if jitter_ms <= 0 and not spec:
         return 0.0
-    d = Delayer(delay_ms, jitter_ms, seed=1)
+    d, link = Delayer(delay_ms, jitter_ms, seed=1), link_of(spec) if spec else None
     j, prev = 0.0, None
     for i in range(n):
         sent = i / pps
-        d.add(None, now=sent)
+        d.add(None, now=sent if link is None else link.depart(sent, frame_b) or sent)
         d.held.clear()                       # only its release time matters here
         transit = d.last_release - sent
         if prev is not None:
@@ -82,6 +96,12 @@ def judge(profile, measured: dict, tol: Tolerances) -> dict:
     |loss - configured| <= loss_abs_pct; |jitter - expected| <= rel x expected + abs."""
     checks = {}
     for d in ("up", "down"):
+        if f"{d}_trace_mbps" in measured:    # a trace: what it delivers, against the trace
+            got, want = measured[f"{d}_capacity_mbps"], measured[f"{d}_trace_mbps"]
+            checks[f"{d}_capacity"] = {
+                "ok": abs(got / want - 1) <= tol.trace_rel, "measured": got,
+                "rule": f"within {tol.trace_rel:.0%} of the trace's {want:.3g} Mbit/s"}
+            continue
         configured = getattr(profile, f"{d}_mbps")
         limit = tol.goodput_ratio * configured
         checks[f"{d}_goodput"] = {"ok": measured[f"{d}_mbps"] >= limit, "measured": measured[f"{d}_mbps"],
@@ -156,14 +176,38 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
     delay, jitter, loss = ((profile.up_delay_ms, profile.jitter_ms, profile.loss_pct) if d == "up"
                            else (profile.down_delay_ms, profile.down_jitter_ms, profile.down_loss_pct))
     omit, duration = goodput_plan(rate, profile.rtt_ms, seconds)
-    tcp = measure_goodput(link, d, duration, omit)
+    spec = daemon_link(profile, d)           # a trace-driven (or outage-bearing) direction
+    if spec:                                 # trace time zero at the client's launch
+        duration = max(duration, TRACE_MEASURE_S)
+        tcp = measure_goodput(link, d, duration, omit,
+                              on_start=lambda: link.restart_schedule(outages=False))
+    else:
+        tcp = measure_goodput(link, d, duration, omit)
     measured[f"{d}_mbps"], measured[f"{d}_mean_mbps"] = tcp["mbps"], tcp["mean_mbps"]
     measured[f"{d}_interval_mbps"] = tcp["interval_mbps"]
-    udp = measure_udp(link, d, UDP_SHARE * rate, udp_packets(loss))
+    if spec:      # its rate varies: the mean goodput against the trace's mean over the window
+        measured[f"{d}_mbps"] = tcp["mean_mbps"]
+        start = omit + IPERF_START_RTTS * profile.rtt_ms / 1e3     # estimated, see above
+        measured[f"{d}_tcp_trace_mbps"] = window_mbps(spec, start, duration)
+        _measure_capacity(link, profile, d, spec, measured)
+    udp = measure_udp(link, d, (TRACE_UDP_SHARE if spec else UDP_SHARE) * rate, udp_packets(loss))
     measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
     measured[f"{d}_udp"] = udp
-    measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(delay, jitter, udp["pps"])
+    measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(
+        delay, jitter, udp["pps"], spec, udp["payload_b"] + UDP_HEADERS_B)
     return {"omit_s": omit, "seconds": duration}
+
+
+def _measure_capacity(link, profile, d: str, spec: dict, measured: dict) -> None:
+    """What a trace-driven direction delivers, saturated, against its trace (the emulator's
+    own error, harness.emulation.capacity)."""
+    from harness.emulation.capacity import measure
+    delay_s = (profile.up_delay_ms if d == "up" else profile.down_delay_ms) / 1e3
+    got = measure(link, d, SATURATE * getattr(profile, f"{d}_mbps"), TRACE_MEASURE_S)
+    start = got["first"] - got["origin"] - delay_s          # when the first one left the link
+    measured[f"{d}_capacity_mbps"] = got["mbps"]
+    measured[f"{d}_trace_mbps"] = window_mbps(spec, start, got["last"] - got["first"])
+    measured[f"{d}_capacity_probe"] = {**got, "trace_window_start_s": start}
 
 
 def write_linkcheck(run_dir: str | Path, result: dict) -> Path:

@@ -8,6 +8,14 @@
 every TCP acknowledgement. Each impairment is set on one side only: TCLink would otherwise
 put it on both interfaces and double it over a round trip.
 `link_params` is the only place that turns a profile into per-interface numbers.
+
+Time-varying links (issue: time-varying links): `up_trace` / `down_trace` name a Mahimahi
+trace (a path relative to the profile's own folder, or absolute) in place of `up_mbps` /
+`down_mbps`, which then hold the trace's mean frame rate (`harness.emulation.tracelink`), and
+`outages` lists windows {start_s, duration_s, direction: up | down | both}, seconds from the
+start of each case (and of each calibration). A direction with a trace or an outage is served
+by its receiver's delay daemon (the link and its queue); HTB on the sender only caps it at
+`TRACE_HTB_MBPS`.
 """
 from __future__ import annotations
 
@@ -32,7 +40,10 @@ MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the r
 NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
            "queue_packets")
 OPTIONAL_KEYS = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down
-KEYS = ("name",) + NUMBERS + tuple(OPTIONAL_KEYS) + ("source",)
+VARYING_KEYS = ("up_trace", "down_trace", "outages")
+KEYS = ("name",) + NUMBERS + tuple(OPTIONAL_KEYS) + VARYING_KEYS + ("source",)
+TRACE_HTB_MBPS = 1000.0           # a trace-driven direction's sender cap (the daemon is the link)
+OUTAGE_DIRECTIONS = ("up", "down", "both")
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,20 @@ class LinkProfile:
     queue_packets: int       # bottleneck queue per direction, packets
     down_jitter_ms: float = 0.0   # uniform +- jitter on the down delay, ms
     down_loss_pct: float = 0.0    # random loss on the down direction, percent of packets
+    up_trace: str | None = None   # Mahimahi trace file of the up direction (up_mbps: its mean)
+    down_trace: str | None = None
+    outages: tuple = ()           # (start_s, duration_s, direction) from each case's start
+    trace_scale: float = 1.0      # time dilation applied to traces and outages
     source: dict = field(default_factory=dict, compare=False)  # where each number comes from
+
+    def varying(self, direction: str) -> bool:
+        """Whether a direction ("up"/"down") is served by the delay daemon's trace link."""
+        return getattr(self, f"{direction}_trace") is not None or any(
+            o[2] in (direction, "both") for o in self.outages)
+
+    def outage_windows(self, direction: str) -> list[tuple[float, float]]:
+        """(start_s, duration_s) of the outages on a direction, undilated."""
+        return [(o[0], o[1]) for o in self.outages if o[2] in (direction, "both")]
 
     @property
     def rtt_ms(self) -> float:
@@ -101,16 +125,67 @@ def load_profile(name_or_path: str | Path) -> LinkProfile:
 
 def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
     """Validate a profile mapping into a LinkProfile."""
-    top_mapping(raw, where, KEYS, [key for key in KEYS if key not in OPTIONAL_KEYS])
+    traced = {d for d in ("up", "down") if isinstance(raw, dict) and f"{d}_trace" in raw}
+    required = [key for key in KEYS if key not in OPTIONAL_KEYS and key not in VARYING_KEYS
+                and key not in {f"{d}_mbps" for d in traced}]
+    top_mapping(raw, where, KEYS, required)
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise HarnessError(f"{where}: name: expected a non-empty string")
     if not isinstance(raw["source"], dict):
         raise HarnessError(f"{where}: source: expected a mapping of field -> where the number comes from")
+    varying = {}
+    for d in traced:
+        if f"{d}_mbps" in raw:
+            raise HarnessError(f"{where}: {d}_mbps: give {d}_mbps or {d}_trace, not both")
+        varying[f"{d}_trace"], raw = _trace_path(raw[f"{d}_trace"], where, d), dict(raw)
+        raw[f"{d}_mbps"] = trace_mean_mbps(varying[f"{d}_trace"])
     values = {key: check_type(f"{where}: {key}", raw.get(key, OPTIONAL_KEYS.get(key)), "float")
               for key in (*NUMBERS, *OPTIONAL_KEYS)}
     _check_ranges(values, where)
     values["queue_packets"] = int(values["queue_packets"])
-    return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values)
+    return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values, **varying,
+                       outages=_outages(raw.get("outages"), where))
+
+
+def trace_mean_mbps(path: str) -> float:
+    """A trace's mean rate in frame Mbit/s (what `up_mbps` means for a fixed-rate link)."""
+    from harness.emulation.traces import load_trace
+    from harness.emulation.tracelink import OPPORTUNITY_B
+    trace = load_trace(path)
+    return len(trace.times_ms) * OPPORTUNITY_B * 8 / (trace.period_ms / 1000) / 1e6
+
+
+def _trace_path(value: Any, where: str, direction: str) -> str:
+    """A trace file's path: absolute, or relative to the profile's folder (shipped ones)."""
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise HarnessError(f"{where}: {direction}_trace: expected a trace file's path")
+    folder = Path(where).parent if Path(where).suffix in (".yaml", ".yml") else TOPOLOGIES
+    path = Path(value) if Path(value).is_absolute() else folder / value
+    if not path.is_file():
+        raise HarnessError(f"{where}: {direction}_trace: no such file: {path}")
+    return str(path.resolve())
+
+
+def _outages(raw: Any, where: str) -> tuple:
+    """[(start_s, duration_s, direction)] from a list of mappings; errors name the entry."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise HarnessError(f"{where}: outages: expected a list of {{start_s, duration_s, direction}}")
+    out = []
+    for i, item in enumerate(raw):
+        at = f"{where}: outages[{i}]"
+        top_mapping(item, at, ("start_s", "duration_s", "direction"), ("start_s", "duration_s"))
+        start = check_type(f"{at}.start_s", item["start_s"], "float")
+        duration = check_type(f"{at}.duration_s", item["duration_s"], "float")
+        direction = item.get("direction", "up")
+        if start < 0 or duration <= 0:
+            raise HarnessError(f"{at}: start_s must be >= 0 and duration_s > 0")
+        if direction not in OUTAGE_DIRECTIONS:
+            raise HarnessError(f"{at}.direction: expected one of {', '.join(OUTAGE_DIRECTIONS)}, "
+                               f"got {direction!r}")
+        out.append((start, duration, direction))
+    return tuple(sorted(out))
 
 
 def _check_ranges(v: dict, where: str) -> None:
@@ -140,6 +215,7 @@ def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
     the receiver's INPUT chain (NFQUEUE delay, iptables loss) and the queue is a pfifo.
     """
     p = profile
+    netem = netem and not (p.varying("up") or p.varying("down"))   # traces need the daemon
     # Offloads off so a packet is a packet: one loss draw, one queue slot, one delay entry.
     offloads = {"gro": False, "txo": False, "rxo": False}
     edge = {"tc": {"bw": p.up_mbps, **offloads}, "pfifo_limit": None, "input": None}
@@ -157,10 +233,25 @@ def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
     for side in (edge, cloud):
         side["pfifo_limit"] = p.queue_packets
     # Up direction lands on the cloud's INPUT chain, down on the edge's.
-    cloud["input"] = {"delay_ms": p.up_delay_ms, "jitter_ms": p.jitter_ms, "loss_pct": p.loss_pct}
+    cloud["input"] = {"delay_ms": p.up_delay_ms, "jitter_ms": p.jitter_ms, "loss_pct": p.loss_pct,
+                      "link": daemon_link(p, "up")}
     edge["input"] = {"delay_ms": p.down_delay_ms, "jitter_ms": p.down_jitter_ms,
-                     "loss_pct": p.down_loss_pct}
+                     "loss_pct": p.down_loss_pct, "link": daemon_link(p, "down")}
+    for side, d in ((edge, "up"), (cloud, "down")):    # the sender's HTB only caps a daemon link
+        if p.varying(d):
+            side["tc"]["bw"] = TRACE_HTB_MBPS
     return edge, cloud
+
+
+def daemon_link(p: LinkProfile, direction: str) -> dict | None:
+    """What the receiving delay daemon needs to be the link of a direction (None: HTB is)."""
+    if not p.varying(direction):
+        return None
+    trace = getattr(p, f"{direction}_trace")
+    rate = getattr(p, f"{direction}_mbps") * p.trace_scale      # undilated: `scale` dilates
+    return {"trace": trace, "rate_mbps": None if trace else rate,
+            "scale": p.trace_scale, "queue_packets": p.queue_packets,
+            "outages": p.outage_windows(direction)}
 
 
 def resolve_links(scenario: Scenario) -> tuple[Scenario, dict]:

@@ -55,6 +55,12 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
                     "each host's share is one core per thread" if compute.pace else
                     "CPU shares: each host's cgroup quota is its virtual cores / the dilation"),
     }
+    varying = [d for d in ("up", "down") if profile.varying(d)]
+    if varying:
+        emulation["rate"] = "; ".join(
+            f"{d}: delay daemon's trace link ({'trace' if getattr(profile, f'{d}_trace') else 'fixed rate'}"
+            f"{', outages' if profile.outage_windows(d) else ''}; queue {profile.queue_packets} packets)"
+            for d in varying) + ("; others: htb" if len(varying) == 1 else "")
     if lossy:
         emulation["loss"] = "netem" if netem else "iptables-statistic"
     if not impaired:

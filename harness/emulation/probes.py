@@ -58,7 +58,7 @@ def _check_server(server, role: str, code: int | None = None) -> None:
                            f"{exit_text(code)}")
 
 
-def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
+def _iperf3(link, direction: str, extra: list[str], timeout_s: float, on_start=None) -> dict:
     """One iperf3 run in `direction` ('up': edge -> cloud); its JSON, as the receiver saw it.
 
     The client runs on the receiving host with -R (the server sends), so its per-interval
@@ -72,6 +72,8 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float) -> dict:
         _wait_listening(link, sender, IPERF_PORT, server)
         target = link.edge_ip if sender == "edge" else link.cloud_ip
         argv = ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-J", "-R", *extra]
+        if on_start is not None:             # e.g. a trace-driven link's time zero
+            on_start()
         client = link.popen(receiver, argv, cgroup=False, text=True)
         try:
             out = _supervised_output(link, client, server, sender, timeout_s)
@@ -110,7 +112,7 @@ def _supervised_output(link, client, server, sender: str, timeout_s: float) -> s
             raise HarnessError(f"linkcheck: iperf3 did not finish within {timeout_s:.0f} s")
 
 
-def measure_goodput(link, direction: str, seconds: float, omit_s: int) -> dict:
+def measure_goodput(link, direction: str, seconds: float, omit_s: int, on_start=None) -> dict:
     """Receiver-side TCP goodput per direction after `omit_s` seconds of start-up.
 
     `mbps` is the median of the one-second rates: BBR (this kernel's default) drops its
@@ -121,7 +123,7 @@ def measure_goodput(link, direction: str, seconds: float, omit_s: int) -> dict:
     extra = ["-t", f"{seconds:g}", "-O", str(omit_s)]
     if link.emulation.get("tcp_cc_set", "").startswith("per socket"):
         extra += ["-C", link.emulation["tcp_cc"]]
-    report = _iperf3(link, direction, extra, seconds + omit_s + 30)
+    report = _iperf3(link, direction, extra, seconds + omit_s + 30, on_start)
     per_s = [iv["sum"]["bits_per_second"] / 1e6 for iv in report.get("intervals", [])
              if not iv["sum"].get("omitted")]
     mean = report["end"]["sum_received"]["bits_per_second"] / 1e6
@@ -139,7 +141,7 @@ def udp_payload_b(rate_mbps: float) -> int:
     return int(min(max(payload, UDP_PAYLOAD_B[0]), UDP_PAYLOAD_B[1]))
 
 
-def measure_udp(link, direction: str, rate_mbps: float, packets: int) -> dict:
+def measure_udp(link, direction: str, rate_mbps: float, packets: int, on_start=None) -> dict:
     """Loss and jitter one way: `packets` UDP datagrams at `rate_mbps` (on the wire, below
     the link's rate so the queue never drops); the receiver counts the lost ones and computes
     the RFC 3550 interarrival jitter."""
@@ -148,7 +150,8 @@ def measure_udp(link, direction: str, rate_mbps: float, packets: int) -> dict:
     seconds = max(1.0, 1.5 * packets / pps)      # iperf3 paces small datagrams ~25% slow
     extra = ["-u", "-l", str(payload_b), "-b", f"{rate_mbps * payload_b / (payload_b + UDP_HEADERS_B):.4f}M",
              "-t", f"{seconds:.1f}"]
-    s = _iperf3(link, direction, extra, seconds + 30)["end"]["sum"]
+    s = _iperf3(link, direction, extra, seconds + 30, on_start)["end"]["sum"]
     return {"loss_pct": float(s["lost_percent"]), "lost": int(s["lost_packets"]),
             "packets": int(s["packets"]), "jitter_ms": float(s["jitter_ms"]),
-            "pps": round(pps, 1), "payload_b": payload_b, "seconds": round(seconds, 1)}
+            "pps": round(pps, 1), "payload_b": payload_b, "seconds": round(seconds, 1),
+            "test_s": float(s.get("seconds", seconds))}

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from mininet.link import TCLink
@@ -85,6 +87,16 @@ class EmulatedLink:
         """Stop one process group started by popen() and forget it."""
         kill_groups([proc])
         self.procs = [(r, p) for r, p in self.procs if p is not proc]
+
+    def restart_schedule(self, outages: bool = True) -> float:
+        """Time zero of the traces and outages is now (a case starts; a calibration without
+        the outages): signals each delay daemon; returns the monotonic time it was sent."""
+        now = time.monotonic()
+        if self.profile.varying("up") or self.profile.varying("down"):
+            for _role, proc in self.daemons:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGUSR1 if outages else signal.SIGUSR2)
+        return now
 
     def check_alive(self) -> None:
         """HarnessError naming the first delay daemon or host shell that has died.
@@ -184,7 +196,7 @@ def _impair_inputs(link: EmulatedLink, edge_p: dict, cloud_p: dict) -> None:
             prob = imp["loss_pct"] / 100.0
             _add_rule(link, role, f"INPUT -i {dev} {tag} -m statistic --mode random "
                                   f"--probability {prob:.6f} -j DROP")
-        if imp["delay_ms"] > 0 or imp["jitter_ms"] > 0:
+        if imp["delay_ms"] > 0 or imp["jitter_ms"] > 0 or imp.get("link"):
             # Outside the host's CPU cgroup: emulating the link must not eat the host's cores.
             proc = link.popen(role, _delayd_argv(QUEUE_NUM[role], imp), cgroup=False, text=True,
                               cwd=str(REPO))
@@ -195,8 +207,16 @@ def _impair_inputs(link: EmulatedLink, edge_p: dict, cloud_p: dict) -> None:
 
 
 def _delayd_argv(queue_num: int, impairment: dict) -> list[str]:
-    return [sys.executable, "-m", "harness.emulation.delayd", "--queue-num", str(queue_num),
+    argv = [sys.executable, "-m", "harness.emulation.delayd", "--queue-num", str(queue_num),
             "--delay-ms", f"{impairment['delay_ms']:g}", "--jitter-ms", f"{impairment['jitter_ms']:g}"]
+    link = impairment.get("link")
+    if link:
+        argv += (["--trace", link["trace"]] if link["trace"] else
+                 ["--rate-mbps", repr(link["rate_mbps"])])
+        argv += ["--trace-scale", repr(link["scale"]), "--queue-packets", str(link["queue_packets"])]
+        argv += [arg for start, duration in link["outages"]
+                 for arg in ("--outage", f"{start!r}:{duration!r}")]
+    return argv
 
 
 def _add_rule(link: EmulatedLink, role: str, rule: str) -> None:

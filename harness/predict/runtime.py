@@ -110,13 +110,14 @@ class LinkRates:
         return (1 - (1 - loss) ** segments) * self.rtt_s
 
     @classmethod
-    def from_profile(cls, p) -> "LinkRates":
+    def from_profile(cls, p, bbr: bool = True) -> "LinkRates":
+        """A profile's rates; `bbr`: the workers' congestion control is BBR (PROBE_RTT)."""
         up, down = p.loss_pct / 100, getattr(p, "down_loss_pct", 0.0) / 100
         rtt_s = (p.up_delay_ms + p.down_delay_ms) / 1e3
         return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - up),
                    p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - down),
                    p.up_delay_ms / 1e3, p.down_delay_ms / 1e3, up, down,
-                   BBR_PROBE_RTT_S + rtt_s)
+                   BBR_PROBE_RTT_S + rtt_s if bbr else 0.0)
 
 
 @dataclass(frozen=True)

@@ -40,15 +40,20 @@ def stored_bytes(dataset: str) -> int:
 
 def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: str, codec: str,
                 link: LinkProfile, edge_cores: float, cloud_cores: float, batch: int,
-                n: int, epochs: int = 1, factors: dict | None = None) -> Prediction:
+                n: int, epochs: int = 1, factors: dict | None = None, bbr: bool = True) -> Prediction:
     """Predicted wall time of one method at one split over one link, for n batches/epoch;
-    `factors` ({"edge": f, "cloud": f}) scale each side's compute by a measured correction."""
+    `factors` ({"edge": f, "cloud": f}) scale each side's compute by a measured correction;
+    `bbr`: the workers' TCP runs BBR (its PROBE_RTT is modelled; other algorithms: not)."""
     edge_prof, cloud_prof = arch_prof
     costs = costs_from_profile(edge_prof, cloud_prof, split, edge_cores, cloud_cores)
     if factors:
         costs = scaled(costs, factors.get("edge", 1.0), factors.get("cloud", 1.0))
     sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
-    return predict(method, costs, sizes, LinkRates.from_profile(link), n, epochs)
+    if link.varying("up") or link.varying("down"):   # capacity integrated over its time
+        from harness.predict.varying import predict_varying
+        return predict_varying(link, method, lambda rates: predict(method, costs, sizes, rates,
+                                                                   n, epochs), bbr)
+    return predict(method, costs, sizes, LinkRates.from_profile(link, bbr), n, epochs)
 
 
 def case_costs(case: Case, as_specified: bool = False) -> tuple[tuple[dict, dict], float, float]:
@@ -94,12 +99,14 @@ def role_steps(case: Case) -> dict:
 
 
 def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1,
-                 factors: dict | None = None, as_specified: bool = False) -> Prediction:
+                 factors: dict | None = None, as_specified: bool = False,
+                 bbr: bool = True) -> Prediction:
     """The prediction for an emulated case of n batches per epoch (cloud-only's later epochs
     train from its cache); `as_specified`: its devices uncapped (case_costs)."""
     profs, edge_cores, cloud_cores = case_costs(case, as_specified)
     return predict_for(profs, case.model.split, case.dataset.name, case.method, case.codec, link,
-                       edge_cores, cloud_cores, case.training.batch_size, n, epochs, factors)
+                       edge_cores, cloud_cores, case.training.batch_size, n, epochs, factors,
+                       bbr)
 
 
 @dataclass(frozen=True)

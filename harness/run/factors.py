@@ -90,7 +90,8 @@ def model_factors(memo: dict, case) -> dict | None:
     return {role: r["factor"] for role, r in found.items()} if found else None
 
 
-def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, memo: dict) -> dict:
+def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, memo: dict,
+                     tcp_cc: str = "bbr") -> dict:
     """The runtime model's predictions for a case: its measured window (`predicted_s`) and its
     full budget (`predicted_full_s`), with the bottleneck and busy times, and what the compute
     terms are (the pace targets, or costs scaled by the factors measured under the shares)."""
@@ -103,12 +104,14 @@ def case_predictions(case, link_profile, measured_steps: int, per_epoch: int, me
     out = {}
     for key, n, epochs in (("predicted_s", measured_steps, 1),
                            ("predicted_full_s", per_epoch, case.training.epochs)):
-        pred = predict_case(case, link_profile, n, epochs, model_factors(memo, case))
+        pred = predict_case(case, link_profile, n, epochs, model_factors(memo, case),
+                            bbr=tcp_cc == "bbr")
         out[key] = pred.total_s
     from harness.predict.splits import capped_roles
     if capped_roles(case):      # the model's runtime for the devices as specified, uncapped
         out["predicted_device_full_s"] = predict_case(
-            case, link_profile, per_epoch, case.training.epochs, as_specified=True).total_s
+            case, link_profile, per_epoch, case.training.epochs, as_specified=True,
+            bbr=tcp_cc == "bbr").total_s
     how = ("compute = the pace targets the workers waited out" if case.compute.pace else
            "compute scaled by the factors measured under the CPU shares (computecheck.json)")
     return {**out, "predicted_bottleneck": pred.bottleneck, "predicted_busy": pred.busy,

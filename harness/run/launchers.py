@@ -46,6 +46,10 @@ class LocalLauncher:
                                     stderr=log, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
 
+    def restart_schedule(self) -> dict | None:
+        """No link here: nothing varies over time."""
+        return None
+
     def cloud_listen(self) -> str:
         return f"{self.host}:0"
 
@@ -108,6 +112,17 @@ class MininetLauncher:
         for server in servers.values():
             self.link.kill(server.proc)
             server.close()
+
+    def restart_schedule(self) -> dict | None:
+        """Start a trace-driven or outage-bearing link's schedule from zero for the case about
+        to run; the record (time origin on the workers' clock, traces, outages) or None."""
+        p = self.link.profile
+        if not (p.varying("up") or p.varying("down")):
+            return None
+        from harness.emulation.links import daemon_link
+        return {"origin_monotonic": self.link.restart_schedule(), "scale": p.trace_scale,
+                "up": daemon_link(p, "up"), "down": daemon_link(p, "down"),
+                "outages": [list(o) for o in p.outages]}
 
     def cloud_listen(self) -> str:
         return self.known_address

@@ -6,10 +6,9 @@ Phases, one function each: `preflight` (everything a user can get wrong, before 
 `accuracy_pass` (once per model/split/codec/method on unshaped loopback, when the scenario
 measures timing on a batch budget), `timing_pass` (per link profile: build the Mininet link,
 calibrate it, run every case and repetition inside it), `finish` (summary.csv, plots, state).
-A failed case is recorded (its status.json says why) and the sweep goes on (unless
+A failed case is recorded (status.json says why) and the sweep goes on (unless
 `--stop-on-failure`); an interrupt or a link out of tolerance stops it, keeping the finished
-cases (state `partial`). A bad calibration stops rather than skipping its link: it usually
-means the machine (load, kernel), not the link, and `--resume` reruns what is left.
+cases (state `partial`): a bad calibration usually means the machine, not the link (resume).
 """
 from __future__ import annotations
 
@@ -88,10 +87,6 @@ def _warm_profiles(scenario: Scenario, opts: Options) -> None:
                      scenario.training.batch_size, c.edge_threads, c.cloud_threads)
 
 
-def full_steps(case: Case, n_train: int) -> int:
-    return batches_per_epoch(case, n_train) * case.training.epochs
-
-
 def timed_case(case: Case, scenario: Scenario) -> Case:
     """The case as run for timing: the batch budget, when the scenario sets one."""
     n = scenario.measure.timing_batches
@@ -111,13 +106,14 @@ class Run:
     accuracy: dict | None = None      # (arch, split, codec, method) -> accuracy pass result
     compute: dict = dataclasses.field(default_factory=dict)   # computecheck's, once per run
     edge_only: dict = dataclasses.field(default_factory=dict)  # (arch, split, codec, rep) -> dir
+    tcp_cc: str = "bbr"               # the congestion control the link's workers use
 
 
 def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profile=None) -> None:
     """One emulated case: run, record what was measured and how, evaluate if needed."""
     scenario, train, test, progress = run.scenario, run.train, run.test, run.progress
     timed = timed_case(paced(case) if run.opts.emulate else case, scenario)
-    steps, n_full = full_steps(timed, len(train)), full_steps(case, len(train))
+    steps, n_full = (batches_per_epoch(c, len(train)) * c.training.epochs for c in (timed, case))
     show = progress.start(f"{case.label} rep {rep}", steps, case_dir, case.method)
     m, k = scenario.measure, dilation_of(case.compute)
     window = None if m.timing_batches is None else Window(     # its time cap dilates too
@@ -137,7 +133,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     if link_profile is not None:
         from harness.run.factors import case_predictions
         info.update(case_predictions(case, link_profile, totals["steps"],
-                                     batches_per_epoch(case, len(train)), run.compute))
+                                     batches_per_epoch(case, len(train)), run.compute, run.tcp_cc))
     if timed.compute.pace_s is not None:
         info["pace_s"] = timed.compute.pace_s
     write_json(case_dir / "case_info.json", info)
@@ -150,8 +146,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     write_json(case_dir / "accuracy.json", acc)
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s'] / k:.2f} s for {totals['steps']} "
                     f"batches{steady_text(info['steady'], k)}{pace_text(totals)}, final acc "
-                    f"{acc['final_acc']:.4f}"
-                    f"{dilation_label(k)}")
+                    f"{acc['final_acc']:.4f}{dilation_label(k)}")
 
 
 def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
@@ -174,7 +169,7 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
             check = calibrate(link, profile, scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
-            check["dilation"] = k
+            check["dilation"], run.tcp_cc = k, link.emulation["tcp_cc"]
             link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
             write_linkcheck(link_dir, check)
             if not opts.quiet:
@@ -190,7 +185,8 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
     """Cases and repetitions on one link, in plan order; a failed case is recorded and the
     sweep goes on (unless --stop-on-failure). `shares(case)` sets calibrated CPU shares."""
     for name, case, rep in cases:
-        case_dir, key = run.run_dir / name, (case.model.arch, case.model.split, case.codec, rep)
+        case_dir, schedule = run.run_dir / name, None
+        key = (case.model.arch, case.model.split, case.codec, rep)
         try:
             if case.method == "edge" and key in run.edge_only:     # it sends nothing: reuse
                 rundir.reuse_edge_only(run.edge_only[key], case_dir, case)
@@ -199,6 +195,7 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
                 continue
             if shares is not None:
                 shares(case)
+            schedule = launcher.restart_schedule()
             run_one(run, case, case_dir, launcher, rep, link_profile)
             if case.method == "edge" and check is not None:
                 run.edge_only[key] = case_dir
@@ -212,8 +209,9 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
             if run.opts.stop_on_failure:
                 raise
         finally:
-            if check is not None and case_dir.exists():
-                write_json(case_dir / "linkcheck.json", check, indent=2)
+            for file, data in (("linkcheck.json", check), ("schedule.json", schedule)):
+                if data is not None and case_dir.exists():    # the link as the case saw it
+                    write_json(case_dir / file, data, indent=2)
 
 
 def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
