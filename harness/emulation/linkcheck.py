@@ -243,8 +243,11 @@ def summary_line(c: dict) -> str:
                    for d in ("up", "down") if f"{d}_loss_pct" in m)
     again = (f" after re-measuring {', '.join(c['first_attempt']['remeasured'])}"
              if c.get("attempts", 1) > 1 else "")
-    return (f"link {c['profile']}: up {m['up_mbps']:.2f}/{cfg['up_mbps']:g} Mbit/s, down "
-            f"{m['down_mbps']:.2f}/{cfg['down_mbps']:g} Mbit/s, RTT {m['rtt_ms']:.1f}/"
+    rates = ", ".join(
+        f"{d} {m[f'{d}_capacity_mbps']:.3g}/{m[f'{d}_trace_mbps']:.3g} Mbit/s delivered/trace"
+        if f"{d}_trace_mbps" in m else f"{d} {m[f'{d}_mbps']:.2f}/{cfg[f'{d}_mbps']:g} Mbit/s"
+        for d in ("up", "down"))
+    return (f"link {c['profile']}: {rates}, RTT {m['rtt_ms']:.1f}/"
             f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
             f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}{again}{'' if c['ok'] else steal_note(m)}")
 
