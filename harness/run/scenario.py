@@ -2,10 +2,9 @@
 
     sudo .venv/bin/python run_bench.py run scenarios/quick.yaml
 
-Phases, one function each: `preflight` (everything a user can get wrong, before any work),
-`accuracy_pass` (once per model/split/codec/method on unshaped loopback, when the scenario
-measures timing on a batch budget), `timing_pass` (per link profile: build the Mininet link,
-calibrate it, run every case and repetition inside it), `finish` (summary.csv, plots, state).
+Phases: `preflight` (all a user can get wrong, before any work), `accuracy_pass` (per
+model/split/codec/method on unshaped loopback, when timing runs on a batch budget),
+`timing_pass` (per link: build, calibrate, run its cases), `finish` (summary, plots, state).
 A failed case is recorded (status.json says why) and the sweep goes on (unless
 `--stop-on-failure`); an interrupt or a link out of tolerance stops it, keeping the finished
 cases (state `partial`): a bad calibration usually means the machine, not the link (resume).
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -90,8 +90,8 @@ def _warm_profiles(scenario: Scenario, opts: Options) -> None:
 def timed_case(case: Case, scenario: Scenario) -> Case:
     """The case as run for timing: the batch budget, when the scenario sets one."""
     n = scenario.measure.timing_batches
-    return case if n is None else dataclasses.replace(
-        case, training=dataclasses.replace(case.training, max_batches=n, epochs=1))
+    return case if n is None else dataclasses.replace(case, training=dataclasses.replace(
+        case.training, max_batches=n, epochs=1))
 
 
 @dataclasses.dataclass
@@ -118,12 +118,17 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     m, k = scenario.measure, dilation_of(case.compute)
     window = None if m.timing_batches is None else Window(     # its time cap dilates too
         case_dir, case.method, m.min_batches, m.ci_target, n_full, m.max_seconds * k)
+    schedule = [] if window is not None else [launcher.restart_schedule()]  # link's time zero
 
     def poll():
         show()
         if window is not None:
             window.poll()
+            if not schedule and window.start < math.inf:    # the first step is logged
+                schedule.append(launcher.restart_schedule())
     totals = run_case(timed, case_dir, launcher, on_poll=poll)
+    if schedule and schedule[0]:
+        write_json(case_dir / "schedule.json", schedule[0])
     info = {"rep": rep, "full_steps": n_full, "measured_steps": totals["steps"],
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped), "dilation": k}
@@ -185,8 +190,7 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
     """Cases and repetitions on one link, in plan order; a failed case is recorded and the
     sweep goes on (unless --stop-on-failure). `shares(case)` sets calibrated CPU shares."""
     for name, case, rep in cases:
-        case_dir, schedule = run.run_dir / name, None
-        key = (case.model.arch, case.model.split, case.codec, rep)
+        case_dir, key = run.run_dir / name, (case.model.arch, case.model.split, case.codec, rep)
         try:
             if case.method == "edge" and key in run.edge_only:     # it sends nothing: reuse
                 rundir.reuse_edge_only(run.edge_only[key], case_dir, case)
@@ -195,7 +199,6 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
                 continue
             if shares is not None:
                 shares(case)
-            schedule = launcher.restart_schedule()
             run_one(run, case, case_dir, launcher, rep, link_profile)
             if case.method == "edge" and check is not None:
                 run.edge_only[key] = case_dir
@@ -209,9 +212,8 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
             if run.opts.stop_on_failure:
                 raise
         finally:
-            for file, data in (("linkcheck.json", check), ("schedule.json", schedule)):
-                if data is not None and case_dir.exists():    # the link as the case saw it
-                    write_json(case_dir / file, data, indent=2)
+            if check is not None and case_dir.exists():
+                write_json(case_dir / "linkcheck.json", check, indent=2)
 
 
 def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
