@@ -183,7 +183,8 @@ def test_model_on_a_trace_integrates_capacity_and_adds_outages():
     assert r.up_Bps / LinkRates.from_profile(traced).up_Bps == pytest.approx(
         window_mbps(daemon_link(traced, "up"), 0, 20) / traced.up_mbps)
     outage = load_profile("3g_outage10")                                    # 10 s up from 10 s
-    assert stall_s(outage, "split", 15) == 5 and stall_s(outage, "edge", 100) == 0
+    assert stall_s(outage, "split", 15) == 10 and stall_s(outage, "edge", 100) == 0
+    assert stall_s(outage, "cloud", 9) == 0 and stall_s(load_profile("3g_outage60"), "cloud", 12) == 60
     run = lambda rates: Prediction("cloud", 40.0, {}, "uplink")             # noqa: E731
     assert predict_varying(outage, "cloud", run).total_s == 50.0
 
@@ -238,3 +239,14 @@ def test_a_trace_link_calibrates_against_the_traces_window_mean(clean_before_aft
     assert {"up_capacity", "down_capacity"} <= set(result["checks"])
     assert "up_goodput" not in result["checks"]     # TCP's share of a trace is reported only
     assert result["ok"], result["checks"]
+
+
+def test_a_step_trace_holds_each_rate_for_its_seconds(tmp_path, capsys):
+    out = tmp_path / "steps.txt"
+    assert tracegen.main(["--steps", "1.2:2,0:1,2.4:1", str(out)]) == 0
+    t = load_trace(out)
+    assert t.period_ms == 4000
+    assert [round(t.mean_over(s, 1), 2) for s in range(4)] == [1.2, 1.2, 0.0, 2.4]
+    for bad in ("1.2", "x:2", "1:0", "0:3"):
+        assert tracegen.main(["--steps", bad, str(out)]) == 2
+        assert "--steps" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m harness.emulation.tracegen 3g_up topologies/traces/3g_up.txt
     .venv/bin/python -m harness.emulation.tracegen --list
+    .venv/bin/python -m harness.emulation.tracegen --steps 1.1:20,0.3:10,1.1:30 OUT   # rate steps
 
 Model, per second t of the trace:
 - a two-state chain: "up", or "fade" (a near-zero second: a tunnel, a handover), entered with
@@ -144,6 +145,25 @@ def opportunities(per_second: list[float]) -> list[int]:
     return times
 
 
+def step_rates(text: str) -> list[float]:
+    """One rate per second from 'MBPS:SECONDS,...' (a step trace: each rate held that long;
+    whole seconds, the trace repeating after the last step)."""
+    out = []
+    for item in text.split(","):
+        mbps, sep, seconds = item.partition(":")
+        try:
+            rate, length = float(mbps), int(seconds)
+        except ValueError:
+            rate, length = -1.0, 0
+        if not sep or rate < 0 or length < 1:
+            raise ValueError(f"--steps: {item!r}: expected MBPS:SECONDS (rate >= 0, whole "
+                             f"seconds >= 1)")
+        out += [rate] * length
+    if not any(out):
+        raise ValueError("--steps: every step has rate 0 (a link that never delivers)")
+    return out
+
+
 def check(trace: Trace) -> dict:
     """The statistics the model matches, measured on a trace per one-second bin."""
     n = math.ceil(trace.period_ms / 1000)
@@ -157,23 +177,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", nargs="?", help=f"one of: {', '.join(MODELS)}")
     ap.add_argument("out", nargs="?", help="the trace file to write")
     ap.add_argument("--list", action="store_true", help="list the models and their sources")
+    ap.add_argument("--steps", help="a step trace instead of a model: MBPS:SECONDS,...")
     args = ap.parse_args(argv)
+    if args.steps:
+        try:
+            per_second = step_rates(args.steps)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return _write(Path(args.model or ""), per_second, "") if args.model else _usage()
     if args.list or not args.model:
         for m in MODELS.values():
             print(f"{m.name}: {m.mbps:g} Mbit/s, cv {m.cv:g}, rho {m.rho:g}, near-zero "
                   f"{m.fade_share:.1%}, {m.seconds} s, seed {m.seed} ({m.source})")
         return 0
     if args.model not in MODELS or not args.out:
-        print(f"error: give a model ({', '.join(MODELS)}) and an output file", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+        return _usage()
+    m = MODELS[args.model]
+    return _write(Path(args.out), rates(m), f" (targets: cv {m.cv:g}, lag1 {m.rho:g}, "
+                                           f"near-zero {m.fade_share:g})")
+
+
+def _usage() -> int:
+    print(f"error: give a model ({', '.join(MODELS)}) and an output file, or --steps and an "
+          f"output file", file=sys.stderr)
+    return 2
+
+
+def _write(out: Path, per_second: list[float], note: str) -> int:
     try:
-        out.write_text("".join(f"{t}\n" for t in opportunities(rates(MODELS[args.model]))))
+        out.write_text("".join(f"{t}\n" for t in opportunities(per_second)))
     except OSError as exc:
         print(f"error: {out}: cannot write ({exc.strerror})", file=sys.stderr)
         return 2
-    print(f"{out}: {check(load_trace(out))} (targets: cv {MODELS[args.model].cv:g}, "
-          f"lag1 {MODELS[args.model].rho:g}, near-zero {MODELS[args.model].fade_share:g})")
+    print(f"{out}: {check(load_trace(out))}{note}")
     return 0
 
 
