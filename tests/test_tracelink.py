@@ -5,10 +5,6 @@ profiles, the trace generator, the model over a trace, and (root) a real link th
 """
 import dataclasses
 import re
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +13,7 @@ from harness.config import ComputeConfig, Tolerances
 from harness.emulation import delayd, linkcheck, tracegen
 from harness.emulation.dilation import dilate_profile
 from harness.emulation.links import daemon_link, link_params, load_profile, parse_profile
-from harness.emulation.netclean import leftovers
-from harness.emulation.tracelink import (OPPORTUNITY_B, TraceLink, constant_times, link_of,
+from harness.emulation.tracelink import (OPPORTUNITY_B, TraceLink, constant_times,
                                          window_mbps)
 from harness.emulation.traces import load_trace, parse_trace
 from harness.errors import HarnessError
@@ -204,15 +199,8 @@ def _topology():
     return module
 
 
-@pytest.fixture
-def clean_before_after():
-    assert leftovers() == [], "leftovers from an earlier run: run python -m harness.emulation.netclean"
-    yield
-    assert leftovers() == []
-
-
 @pytest.mark.root
-def test_an_uplink_outage_holds_packets_until_it_ends(clean_before_after):
+def test_an_uplink_outage_holds_packets_until_it_ends(nothing_left):
     p = dataclasses.replace(load_profile("3g"), outages=((1.0, 2.0, "up"),))
     with _topology().emulated_link(p) as link:
         assert "trace link" in link.emulation["rate"] and link.emulation["edge_htb_mbps"] == 1000
@@ -225,7 +213,7 @@ def test_an_uplink_outage_holds_packets_until_it_ends(clean_before_after):
 
 
 @pytest.mark.root
-def test_a_trace_link_calibrates_against_the_traces_window_mean(clean_before_after):
+def test_a_trace_link_calibrates_against_the_traces_window_mean(nothing_left):
     profile = load_profile("3g_trace")
     with _topology().emulated_link(profile, ComputeConfig()) as link:
         result = linkcheck.calibrate(link, profile, Tolerances(), seconds=3)

@@ -8,13 +8,10 @@ delivery opportunity, each line the time in milliseconds at which one MTU-sized 
 times never decrease; when the last line's time has passed the trace starts again from the
 top, shifted by that time (so the trace's period is its last timestamp, which must be > 0).
 
-This module is the reading side of trace-driven links (issue: time-varying links). The
-emulation applies a rate schedule, not single packets: `schedule` cuts the trace into bins
-of `grid_ms` and gives each bin the rate its opportunities carry (HTB's rate is then changed
-at each bin boundary). Within a bin the link is smooth, so the schedule's error against the
-trace is bounded by one bin's bytes at any moment; `max_backlog_error_b` measures it.
-Not applied to a run yet: the calibration and the delay daemons still use a profile's fixed
-rates.
+This module reads, checks and summarises traces; a run applies them through the delay
+daemon, which serves each opportunity itself (harness.emulation.tracelink). `schedule` cuts a
+trace into bins of `grid_ms` with each bin's rate (the summary's per-bin minimum and maximum;
+`max_backlog_error_b` is how far a bin-wise smooth rate would stray from the trace, in bytes).
 """
 from __future__ import annotations
 
