@@ -238,3 +238,15 @@ def test_a_step_trace_holds_each_rate_for_its_seconds(tmp_path, capsys):
     for bad in ("1.2", "x:2", "1:0", "0:3"):
         assert tracegen.main(["--steps", bad, str(out)]) == 2
         assert "--steps" in capsys.readouterr().err
+
+
+def test_on_a_trace_the_rtt_check_takes_the_fastest_probe():
+    p = load_profile("3g_trace")
+    measured = {"rtt_ms": 234.0, "rtt_min_ms": 155.0, "up_capacity_mbps": 1.0,
+                "up_trace_mbps": 1.0, "down_capacity_mbps": 2.0, "down_trace_mbps": 2.0}
+    checks = linkcheck.judge(p, measured, Tolerances())
+    assert checks["rtt"]["ok"] and checks["rtt"]["measured"] == 155.0
+    assert "fastest probe" in checks["rtt"]["rule"]
+    fixed = linkcheck.judge(load_profile("3g"), {"rtt_ms": 234.0, "rtt_min_ms": 155.0,
+                                                 "up_mbps": 1.05, "down_mbps": 1.9}, Tolerances())
+    assert not fixed["rtt"]["ok"]                  # a fixed link: the median, as before
