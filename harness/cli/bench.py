@@ -123,8 +123,12 @@ def list_cmd() -> None:
     click.echo("link profiles (topologies/):")
     for name in list_profiles():
         p = load_profile(name)
-        click.echo(f"  {name:<8} up {p.up_mbps:g} / down {p.down_mbps:g} Mbit/s, RTT "
-                   f"{p.rtt_ms:g} ms, loss {p.loss_pct:g}%, queue {p.queue_packets} packets")
+        rates = " / ".join(f"{d} trace, mean {getattr(p, f'{d}_mbps'):.3g}"
+                           if getattr(p, f"{d}_trace") else f"{d} {getattr(p, f'{d}_mbps'):g}"
+                           for d in ("up", "down"))
+        outages = "".join(f", {d:g} s {direction} outage at {s:g} s" for s, d, direction in p.outages)
+        click.echo(f"  {name:<12} {rates} Mbit/s, RTT {p.rtt_ms:g} ms, loss {p.loss_pct:g}% up / "
+                   f"{p.down_loss_pct:g}% down, queue {p.queue_packets} packets{outages}")
     click.echo("scenarios (scenarios/):")
     for path in sorted(SCENARIOS.glob("*.yaml")):
         import yaml
