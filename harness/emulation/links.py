@@ -69,6 +69,11 @@ class LinkProfile:
         return getattr(self, f"{direction}_trace") is not None or any(
             o[2] in (direction, "both") for o in self.outages)
 
+    @property
+    def time_varying(self) -> bool:
+        """Either direction is served by a trace link (a trace, or outages)."""
+        return self.varying("up") or self.varying("down")
+
     def outage_windows(self, direction: str) -> list[tuple[float, float]]:
         """(start_s, duration_s) of the outages on a direction, undilated."""
         return [(o[0], o[1]) for o in self.outages if o[2] in (direction, "both")]
@@ -215,7 +220,7 @@ def link_params(profile: LinkProfile, netem: bool) -> tuple[dict, dict]:
     the receiver's INPUT chain (NFQUEUE delay, iptables loss) and the queue is a pfifo.
     """
     p = profile
-    netem = netem and not (p.varying("up") or p.varying("down"))   # traces need the daemon
+    netem = netem and not p.time_varying   # traces need the daemon
     # Offloads off so a packet is a packet: one loss draw, one queue slot, one delay entry.
     offloads = {"gro": False, "txo": False, "rxo": False}
     edge = {"tc": {"bw": p.up_mbps, **offloads}, "pfifo_limit": None, "input": None}

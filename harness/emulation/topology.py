@@ -92,7 +92,7 @@ class EmulatedLink:
         """Time zero of the traces and outages is now (a case starts; a calibration without
         the outages): signals each delay daemon; returns the monotonic time it was sent."""
         now = time.monotonic()
-        if self.profile.varying("up") or self.profile.varying("down"):
+        if self.profile.time_varying:
             for _role, proc in self.daemons:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGUSR1 if outages else signal.SIGUSR2)

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import bisect
 import collections
-import copy
+import functools
 import math
 
 OPPORTUNITY_B = 1514          # Ethernet frame bytes per delivery opportunity (1500-byte IP + 14)
+TIME_EPS_S = 1e-9             # two opportunity times this close are one time
 CONSTANT_PERIOD_MS = 12_000   # a fixed rate as a trace: its opportunities over this period
 
 
@@ -91,13 +92,23 @@ class TraceLink:
         return self.at
 
     def capacity_b(self, t0: float, t1: float) -> int:
-        """Frame bytes the link can carry in [t0, t1) (monotonic seconds): a window's mean."""
-        count, probe = 0, copy.copy(self)        # scalars only change: the lists are shared
-        probe._seek(t0)
-        while probe.at < t1:
-            count += 1
-            probe._next()
-        return count * OPPORTUNITY_B
+        """Frame bytes the link can carry in [t0, t1) (monotonic seconds): a window's mean,
+        counted (laps and bisection, as traces.Trace.bytes_between), outages taken out."""
+        a, b = (max(t - self.origin, 0.0) for t in (t0, t1))
+        count = self._count_before(b) - self._count_before(a)
+        for start, end in self.outages:
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                count -= self._count_before(hi) - self._count_before(lo)
+        return max(count, 0) * OPPORTUNITY_B
+
+    def _count_before(self, rel: float) -> int:
+        """Opportunities at times < `rel` seconds from the origin (outages not removed); one
+        within TIME_EPS_S of `rel` is at it, not before (times are floats of ms x scale)."""
+        if rel - TIME_EPS_S < 0:
+            return 0
+        laps, rest = divmod(rel - TIME_EPS_S, self.period)
+        return int(laps) * len(self.times) + bisect.bisect_right(self.times, rest)
 
     def _seek(self, t: float) -> None:
         """Move to the first opportunity at or after `t` that no outage removes."""
@@ -123,21 +134,28 @@ class TraceLink:
     def _seek_rel(self, rel: float) -> None:
         """Point at the first opportunity at or after `rel` seconds from the origin."""
         lap, rest = divmod(rel, self.period)
-        self.lap, self.index = int(lap), bisect.bisect_left(self.times, rest - 1e-12)
+        self.lap, self.index = int(lap), bisect.bisect_left(self.times, rest - TIME_EPS_S)
         if self.index == len(self.times):
             self.lap, self.index = self.lap + 1, 0
 
 
 def link_of(spec: dict, origin: float = 0.0) -> TraceLink:
     """The TraceLink a daemon link spec describes (`harness.emulation.links`' "link" entry)."""
-    from harness.emulation.traces import load_trace
     if spec["trace"]:
-        trace = load_trace(spec["trace"])
-        times, period = list(trace.times_ms), trace.period_ms
+        times, period = _trace_file(spec["trace"])
     else:
         times, period = constant_times(spec["rate_mbps"]), CONSTANT_PERIOD_MS
     return TraceLink(times, period, scale=spec["scale"], queue_packets=spec["queue_packets"],
                      outages=spec["outages"], origin=origin)
+
+
+@functools.lru_cache(maxsize=16)
+def _trace_file(path: str) -> tuple[list[int], int]:
+    """A trace file's opportunities and period, read once per process (the model and the
+    plots ask for the same traces many times)."""
+    from harness.emulation.traces import load_trace
+    trace = load_trace(path)
+    return list(trace.times_ms), trace.period_ms
 
 
 def window_mbps(spec: dict, start_s: float, seconds: float, outages: bool = False) -> float:

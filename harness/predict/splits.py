@@ -49,7 +49,7 @@ def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: 
     if factors:
         costs = scaled(costs, factors.get("edge", 1.0), factors.get("cloud", 1.0))
     sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
-    if link.varying("up") or link.varying("down"):   # capacity integrated over its time
+    if link.time_varying:   # capacity integrated over its time
         from harness.predict.varying import predict_varying
         return predict_varying(link, method, lambda rates: predict(method, costs, sizes, rates,
                                                                    n, epochs), bbr)

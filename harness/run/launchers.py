@@ -117,7 +117,7 @@ class MininetLauncher:
         """Start a trace-driven or outage-bearing link's schedule from zero for the case about
         to run; the record (time origin on the workers' clock, traces, outages) or None."""
         p = self.link.profile
-        if not (p.varying("up") or p.varying("down")):
+        if not p.time_varying:
             return None
         from harness.emulation.links import daemon_link
         return {"origin_monotonic": self.link.restart_schedule(), "scale": p.trace_scale,
