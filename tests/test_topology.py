@@ -144,7 +144,7 @@ def _fake_measurements(monkeypatch, down_rates):
     rates = iter(down_rates)
     calls = []
 
-    def goodput(link, d, seconds, omit):
+    def goodput(link, d, seconds, omit, on_start=None):
         calls.append(d)
         mbps = next(rates) if d == "down" else 0.957 * 5.7
         return {"mbps": mbps, "mean_mbps": mbps, "interval_mbps": [mbps]}

@@ -181,12 +181,10 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
                            else (profile.down_delay_ms, profile.down_jitter_ms, profile.down_loss_pct))
     omit, duration = goodput_plan(rate, profile.rtt_ms, seconds)
     spec = daemon_link(profile, d)           # a trace-driven (or outage-bearing) direction
-    if spec:                                 # trace time zero at the client's launch
+    if spec:
         duration = max(duration, TRACE_MEASURE_S)
-        tcp = measure_goodput(link, d, duration, omit,
-                              on_start=lambda: link.restart_schedule(outages=False))
-    else:
-        tcp = measure_goodput(link, d, duration, omit)
+    tcp = measure_goodput(link, d, duration, omit,       # a trace's time zero: the client's launch
+                          on_start=(lambda: link.restart_schedule(outages=False)) if spec else None)
     measured[f"{d}_mbps"], measured[f"{d}_mean_mbps"] = tcp["mbps"], tcp["mean_mbps"]
     measured[f"{d}_interval_mbps"] = tcp["interval_mbps"]
     if spec:      # its rate varies: the mean goodput against the trace's mean over the window
