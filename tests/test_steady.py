@@ -151,3 +151,31 @@ def test_the_estimate_uses_the_batches_the_window_judged(tmp_path):
     judged = steady(df, 100, "edge", judged=11)
     assert judged["interval_s"] == pytest.approx(1.0) and judged["measured_batches"] == 11
     assert steady(df, 100, "edge")["interval_s"] > 1.0
+
+
+def test_a_varying_links_time_zero_is_set_once_the_edges_first_step_begins(tmp_path):
+    """The link's schedule restarts when the edge logs the end of its clock sync (its first
+    step follows at once), not when a first step is logged complete; schedule.json says how
+    far after that step's start the origin fell."""
+    from harness.run.window import LinkClock
+
+    class Launcher:
+        restarts = 0
+
+        def restart_schedule(self):
+            self.restarts += 1
+            return {"origin_monotonic": 10.02}
+    launcher = Launcher()
+    clock = LinkClock(launcher, tmp_path, "split")
+    clock.tick()                                             # no events yet
+    with open(tmp_path / "edge.jsonl", "w") as edge:
+        edge.write(json.dumps({"role": "edge", "event": "clock", "t": 10.0, "phase": "start"}) + "\n")
+        edge.flush()
+        clock.tick(), clock.tick()
+        edge.write(_event("edge", 0, 10.001, 10.1, phase="forward"))
+    clock.tick()
+    assert launcher.restarts == 1
+    clock.write(tmp_path)
+    record = json.loads((tmp_path / "schedule.json").read_text())
+    assert record["first_step_monotonic"] == 10.001
+    assert record["origin_after_first_step_s"] == pytest.approx(0.019)

@@ -17,6 +17,7 @@ from harness.emulation.tracelink import (OPPORTUNITY_B, TraceLink, constant_time
                                          window_mbps)
 from harness.emulation.traces import load_trace, parse_trace
 from harness.errors import HarnessError
+from harness.predict.runtime import Costs, LinkRates, Sizes, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = OPPORTUNITY_B          # one full-size frame: exactly one opportunity
@@ -168,7 +169,7 @@ def test_generator_refuses_bad_arguments_in_one_line(tmp_path, capsys):
 
 def test_model_on_a_trace_integrates_capacity_and_adds_outages():
     from harness.predict.varying import predict_varying, rates_over, stall_s
-    from harness.predict.runtime import LinkRates, Prediction
+    from harness.predict.runtime import LinkRates
     fixed = load_profile("3g")
     as_trace = dataclasses.replace(fixed, outages=((0.0, 1e-9, "down"),))   # fixed rate via daemon
     base = LinkRates.from_profile(fixed)
@@ -180,8 +181,41 @@ def test_model_on_a_trace_integrates_capacity_and_adds_outages():
     outage = load_profile("3g_outage10")                                    # 10 s up from 10 s
     assert stall_s(outage, "split", 15) == 10 and stall_s(outage, "edge", 100) == 0
     assert stall_s(outage, "cloud", 9) == 0 and stall_s(load_profile("3g_outage60"), "cloud", 12) == 60
-    run = lambda rates: Prediction("cloud", 40.0, {}, "uplink")             # noqa: E731
-    assert predict_varying(outage, "cloud", run).total_s == 50.0
+    cloud = predict_varying(outage, "cloud", COSTS, SIZES, 40)
+    assert cloud.total_s == pytest.approx(predict("cloud", COSTS, SIZES, base, 40).total_s + 10)
+
+
+COSTS = Costs(0.1, 0.15, 0.02, 0.05, 0.5, 0.3)
+SIZES = Sizes(act_b=120_000, grad_b=110_000, raw_b=50_000)
+
+
+def test_split_on_the_links_timeline_matches_the_closed_form_on_a_fixed_rate():
+    """A fixed rate served by the daemon (an outage of zero length elsewhere) gives the
+    closed form's time to within the opportunities' granularity; an outage mid-run adds its
+    length; a trace costs more than its mean would (each message sees its own seconds)."""
+    from harness.predict.varying import predict_varying, rates_over
+    fixed = load_profile("3g")
+    via_daemon = dataclasses.replace(fixed, outages=((0.0, 1e-9, "up"), (0.0, 1e-9, "down")))
+    closed = predict("split", COSTS, SIZES, LinkRates.from_profile(fixed), 30)
+    timeline = predict_varying(via_daemon, "split", COSTS, SIZES, 30)
+    assert timeline.total_s == pytest.approx(closed.total_s, rel=0.01)
+    assert timeline.busy["uplink_s"] == pytest.approx(closed.busy["uplink_s"], rel=0.01)
+    outage = predict_varying(load_profile("3g_outage10"), "split", COSTS, SIZES, 30)
+    assert outage.total_s == pytest.approx(closed.total_s + 10, rel=0.01)
+    traced = load_profile("3g_trace")
+    on_trace = predict_varying(traced, "split", COSTS, SIZES, 30)
+    mean = predict("split", COSTS, SIZES,                 # at the trace's mean over that time
+                   rates_over(traced, LinkRates.from_profile(traced), on_trace.total_s), 30)
+    assert on_trace.total_s > 1.03 * mean.total_s and "timeline" in on_trace.bottleneck
+
+
+def test_a_transfer_ends_when_the_opportunities_carry_its_frames():
+    from harness.predict.varying import finish_s
+    link = TraceLink([5, 10], 10)            # 2 x 1514 B per 10 ms, opportunities at 5 and 10 ms
+    assert finish_s(link, 0.0, 0) == 0.0
+    assert finish_s(link, 0.0, 1514) == pytest.approx(0.005)
+    assert finish_s(link, 0.0, 3 * 1514) == pytest.approx(0.015)
+    assert finish_s(link, 0.006, 1) == pytest.approx(0.010)
 
 
 def test_expected_jitter_counts_the_trace_service():

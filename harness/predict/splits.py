@@ -51,8 +51,7 @@ def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: 
     sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
     if link.time_varying:   # capacity integrated over its time
         from harness.predict.varying import predict_varying
-        return predict_varying(link, method, lambda rates: predict(method, costs, sizes, rates,
-                                                                   n, epochs), bbr)
+        return predict_varying(link, method, costs, sizes, n, epochs, bbr)
     return predict(method, costs, sizes, LinkRates.from_profile(link, bbr), n, epochs)
 
 

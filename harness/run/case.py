@@ -28,6 +28,7 @@ WORKER_READY_TIMEOUT_S = 60.0
 
 
 POLL_S = 0.05
+POLL_EVERY_S = 0.5      # progress and the timing window
 SETTLE_S = 0.3          # after a first death, how long the others get to show theirs
 
 
@@ -39,9 +40,11 @@ def last_error(log_path: Path) -> str:
 
 
 def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: float,
-                 on_poll=None, watch=None) -> None:
+                 on_poll=None, watch=None, on_tick=None) -> None:
     """Wait for every worker; the first failure fails the case (and the caller stops the rest).
 
+    `on_poll()` is called every POLL_EVERY_S (progress, the timing window), `on_tick()` every
+    POLL_S (what must follow the workers closely: a time-varying link's time zero).
     `watch()` is called every POLL_S and raises HarnessError when a helper the case depends on
     (a delay daemon, a Mininet shell) has died, so no failure waits for a worker's idle timeout.
     """
@@ -49,9 +52,11 @@ def wait_workers(procs: dict[str, subprocess.Popen], case_dir: Path, timeout_s: 
     pending = dict(procs)
     last_poll = 0.0
     while pending:
-        if on_poll is not None and time.monotonic() - last_poll > 0.5:
+        if on_poll is not None and time.monotonic() - last_poll > POLL_EVERY_S:
             on_poll()
             last_poll = time.monotonic()
+        if on_tick is not None:
+            on_tick()
         if watch is not None:
             watch()
         for role, proc in list(pending.items()):
@@ -84,7 +89,7 @@ def write_status(case_dir: Path, status: str, reason: str = "") -> None:
 
 
 def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.0,
-             on_poll=None) -> dict:
+             on_poll=None, on_tick=None) -> dict:
     """Run one case's workers to completion; returns the per-run totals (training only)."""
     launcher = launcher or LocalLauncher()
     case_dir.mkdir(parents=True, exist_ok=False)
@@ -110,7 +115,8 @@ def run_case(case: Case, case_dir: Path, launcher=None, timeout_s: float = 3600.
             edge_args += ["--connect", launcher.cloud_connect(ready)]
         if "edge" not in procs:
             start("edge", edge_args)
-        wait_workers(procs, case_dir, timeout_s, on_poll, getattr(launcher, "watch", None))
+        wait_workers(procs, case_dir, timeout_s, on_poll, getattr(launcher, "watch", None),
+                     on_tick)
         for reader in readers.values():
             if reader.error:
                 raise HarnessError(reader.error)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.rundir import new_run_dir, write_state
 from harness.run.virtual import resolve_dilation
-from harness.run.window import Window
+from harness.run.window import LinkClock, Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
 
@@ -118,17 +117,14 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     m, k = scenario.measure, dilation_of(case.compute)
     window = None if m.timing_batches is None else Window(     # its time cap dilates too
         case_dir, case.method, m.min_batches, m.ci_target, n_full, m.max_seconds * k)
-    schedule = [] if window is not None else [launcher.restart_schedule()]  # link's time zero
+    clock = LinkClock(launcher, case_dir, case.method)      # a time-varying link's time zero
 
     def poll():
         show()
         if window is not None:
             window.poll()
-            if not schedule and window.start < math.inf:    # the first step is logged
-                schedule.append(launcher.restart_schedule())
-    totals = run_case(timed, case_dir, launcher, on_poll=poll)
-    if schedule and schedule[0]:
-        write_json(case_dir / "schedule.json", schedule[0])
+    totals = run_case(timed, case_dir, launcher, on_poll=poll, on_tick=clock.tick)
+    clock.write(case_dir)
     info = {"rep": rep, "full_steps": n_full, "measured_steps": totals["steps"],
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped), "dilation": k}

@@ -35,10 +35,12 @@ class Window:
         self.spans: list[tuple[int, float]] = []
         self.source: list[tuple[int, float]] = []
         self.start = math.inf
+        self.begun = math.inf                       # the edge's clock sync ended: steps follow
         self.stopped = False
         self.judged: int | None = None              # batches complete when STOP was written
 
-    def _read_new(self) -> None:
+    def read(self) -> None:
+        """Take in the events written since the last read (poll does too)."""
         for role in self.offsets:
             path = self.case_dir / f"{role}.jsonl"
             try:
@@ -53,6 +55,9 @@ class Window:
                 rec = json.loads(line)                  # a few events per batch: cheap
                 if rec.get("event") in ("compute", "send"):
                     self.start = min(self.start, rec["t_start"])
+                    self.begun = min(self.begun, rec["t_start"])
+                elif rec.get("event") == "clock" and rec.get("phase") == "start":
+                    self.begun = min(self.begun, rec["t"])
                 stage = (rec["role"], rec.get("phase")) if rec.get("event") == "compute" else None
                 if stage == self.final:
                     self.spans.append((rec.get("step"), rec["t_end"]))
@@ -63,7 +68,7 @@ class Window:
         """Read new events; write STOP when the interval is known to ci_target. True once stopped."""
         if self.stopped:
             return True
-        self._read_new()
+        self.read()
         done = completion_times(self.spans)          # final-stage spans: complete batches
         if len(done) < self.min_batches:
             return False
@@ -80,3 +85,31 @@ class Window:
                 f"means) after {len(done)} batches\n")
             self.stopped, self.judged = True, len(done)
         return self.stopped
+
+
+class LinkClock:
+    """A time-varying link's time zero for one case: when the edge's first step begins (its
+    clock sync logged, seen within the runner's POLL_S tick, before the first batch's bytes
+    for every method but cloud-only, whose upload starts at once). `write` records the
+    schedule with how far after the first step's start its origin fell."""
+
+    def __init__(self, launcher, case_dir: Path, method: str):
+        self.launcher, self.reader = launcher, Window(case_dir, method, 0, 0.0, 0)
+        self.record: dict | None = None
+        self.set = False
+
+    def tick(self) -> None:
+        if not self.set:
+            self.reader.read()
+            if self.reader.begun < math.inf:
+                self.record, self.set = self.launcher.restart_schedule(), True
+
+    def write(self, case_dir: Path) -> None:
+        if self.record:
+            from harness.files import write_json
+            self.reader.read()
+            first = self.reader.start
+            self.record["first_step_monotonic"] = first if first < math.inf else None
+            self.record["origin_after_first_step_s"] = (
+                self.record["origin_monotonic"] - first if first < math.inf else None)
+            write_json(case_dir / "schedule.json", self.record)
