@@ -309,3 +309,31 @@ def _dribble(addr, out):
             except OSError:
                 break
         out.update(closed_after_s=time.monotonic() - start, sent=sent)
+
+
+def test_a_link_silent_past_the_idle_timeout_fails_the_cloud_with_that_reason(tmp_path):
+    """An outage (or a hung edge) longer than --idle-timeout: the cloud gives up once nothing
+    has arrived for that long, exits non-zero and says why in one line (the limit an outage
+    run states: 600 s by default)."""
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    (case_dir / "case.json").write_text(json.dumps(make_case("split").to_dict()))
+    (tmp_path / "s").write_bytes(SECRET)
+    cloud_proc = LocalLauncher(env={"HIERBENCH_SECRET_FILE": str(tmp_path / "s")}).start(
+        "cloud", ["--case-dir", str(case_dir), "--listen", "127.0.0.1:0", "--idle-timeout", "1.5"],
+        case_dir / "cloud.log")
+    try:
+        host, port = wait_ready(cloud_proc, 60).split(":")
+        link = Link(Connection(socket.create_connection((host, int(port)))),
+                    EventLog(tmp_path / "e.jsonl", "edge"))
+        edge_handshake(link, "split", load_case(case_dir)[1], {"n_train": 512}, SECRET)
+        start = time.monotonic()                      # then the edge sends nothing
+        assert cloud_proc.wait(timeout=30) == 1
+        waited = time.monotonic() - start
+        link.conn.close()
+    finally:
+        kill_group(cloud_proc)
+    assert 1.4 <= waited <= 10, waited
+    errors = [ln for ln in (case_dir / "cloud.log").read_text().splitlines() if ln.startswith("error:")]
+    assert errors == ["error: cloud: nothing from the peer for 1.5 s (the idle timeout): the link "
+                      "stalled or the peer hung"]

@@ -90,7 +90,7 @@ def test_delayd_arguments_build_the_link_or_refuse_in_one_line(capsys):
     assert "--outage '5': expected START:DURATION" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         args("--outage", "1:2")
-    assert "--outage needs --trace or --rate-mbps" in capsys.readouterr().err
+    assert "--outage needs --trace, --steps or --rate-mbps" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- profiles
@@ -123,7 +123,8 @@ def test_outages_on_a_fixed_rate_link_use_its_undilated_rate():
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"up_trace": "x.txt"}, r"up_mbps: give up_mbps or up_trace, not both"),
+    ({"up_trace": "x.txt"}, r"up_trace: give one of up_mbps, up_trace or up_steps, not up_mbps "
+                            r"and up_trace"),
     ({"up_mbps": None, "up_trace": "missing.txt"}, r"up_trace: no such file: .*missing.txt"),
     ({"up_mbps": None, "up_trace": 5}, r"up_trace: expected a trace file's path"),
     ({"outages": {"start_s": 1}}, r"outages: expected a list"),

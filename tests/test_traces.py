@@ -1,4 +1,7 @@
-"""Mahimahi-format traces: parsing (a bad line is named), rates, repetition, the schedule."""
+"""Mahimahi-format traces: parsing (a bad line is named), rates, repetition, the schedule;
+rate steps in a profile."""
+import argparse
+
 import pytest
 
 from harness.emulation import traces
@@ -75,3 +78,51 @@ def test_the_command_prints_a_summary_or_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.trace: line 2" in err[0]
     assert traces.main([str(tmp_path / "missing")]) == 2
+
+
+# ---------------------------------------------------------------- rate steps in a profile
+
+def _steps_profile(steps):
+    from harness.emulation.links import parse_profile
+    return parse_profile({"name": "s", "up_steps": steps, "down_mbps": 2, "up_delay_ms": 10,
+                          "down_delay_ms": 10, "jitter_ms": 0, "loss_pct": 0,
+                          "queue_packets": 50, "source": {}})
+
+
+def test_rate_steps_become_the_daemons_schedule_with_their_mean():
+    """[{mbps, seconds}] repeat from each case's start; the daemon serves them as the
+    opportunities `tracegen --steps` would write to a file."""
+    from harness.emulation import delayd
+    from harness.emulation.links import daemon_link
+    from harness.emulation.tracegen import opportunities, step_rates
+    from harness.emulation.tracelink import link_of, window_mbps
+    from harness.emulation.topology import _delayd_argv
+    p = _steps_profile([{"mbps": 1.2, "seconds": 2}, {"mbps": 0.3, "seconds": 2}])
+    spec = daemon_link(p, "up")
+    assert p.up_steps == "1.2:2,0.3:2" and spec["steps"] == p.up_steps and p.varying("up")
+    frame = 1514 / MTU_B                                    # a 1500-byte packet is 1514 on the wire
+    assert window_mbps(spec, 0, 2) == pytest.approx(1.2 * frame, rel=0.01)
+    assert window_mbps(spec, 2, 2) == pytest.approx(0.3 * frame, rel=0.02)
+    assert window_mbps(spec, 40, 2) == pytest.approx(window_mbps(spec, 0, 2), rel=0.01)  # repeats
+    assert p.up_mbps == pytest.approx(0.75 * frame, rel=0.01)
+    assert link_of(spec).times == [t / 1000 for t in opportunities(step_rates("1.2:2,0.3:2"))]
+    argv = _delayd_argv(1, {"delay_ms": 10, "jitter_ms": 0, "link": spec})
+    assert argv[argv.index("--steps") + 1] == "1.2:2,0.3:2"
+    args = argparse.Namespace(trace=None, steps=spec["steps"], rate_mbps=None, trace_scale=2.0,
+                              queue_packets=50, outage=[])
+    assert delayd.make_link(args).period == 8.0                          # 4 s, dilated by 2
+    with pytest.raises(ValueError, match="--steps: '1:x'"):
+        delayd.make_link(argparse.Namespace(**{**vars(args), "steps": "1:x"}))
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([], r"up_steps: expected a list of \{mbps, seconds\}"),
+    ([{"mbps": 1, "seconds": 0.5}], r"up_steps\[0\]: mbps must be in \[0, 1000\] and seconds a "
+                                    r"whole number >= 1, got 1 and 0.5"),
+    ([{"mbps": -1, "seconds": 3}], r"up_steps\[0\]: mbps must be in"),
+    ([{"mbps": 1}], r"up_steps\[0\]: seconds: missing"),
+    ([{"mbps": 0, "seconds": 3}], r"up_steps: every step has rate 0"),
+])
+def test_bad_rate_steps_are_refused_naming_the_step(steps, message):
+    with pytest.raises(HarnessError, match=message):
+        _steps_profile(steps)

@@ -123,9 +123,9 @@ def list_cmd() -> None:
     click.echo("link profiles (topologies/):")
     for name in list_profiles():
         p = load_profile(name)
-        rates = " / ".join(f"{d} trace, mean {getattr(p, f'{d}_mbps'):.3g}"
-                           if getattr(p, f"{d}_trace") else f"{d} {getattr(p, f'{d}_mbps'):g}"
-                           for d in ("up", "down"))
+        rates = " / ".join(f"{d} {'trace' if getattr(p, f'{d}_trace') else 'steps'}, mean "
+                           f"{getattr(p, f'{d}_mbps'):.3g}" if p.schedule(d)
+                           else f"{d} {getattr(p, f'{d}_mbps'):g}" for d in ("up", "down"))
         outages = "".join(f", {d:g} s {direction} outage at {s:g} s" for s, d, direction in p.outages)
         click.echo(f"  {name:<12} {rates} Mbit/s, RTT {p.rtt_ms:g} ms, loss {p.loss_pct:g}% up / "
                    f"{p.down_loss_pct:g}% down, queue {p.queue_packets} packets{outages}")

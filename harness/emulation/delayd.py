@@ -1,7 +1,7 @@
 """Delay daemon: holds each packet of an NFQUEUE for a one-way delay, then accepts it.
 
     python -m harness.emulation.delayd --queue-num 1 --delay-ms 75 [--jitter-ms 5]
-        [--trace FILE | --rate-mbps R] [--trace-scale K] [--queue-packets N] [--outage S:D ...]
+        [--trace FILE | --steps MBPS:SECONDS,... | --rate-mbps R] [--trace-scale K] [--queue-packets N] [--outage S:D ...]
 
 Run it in the *receiving* host's network namespace, fed by
 `iptables -A INPUT -i <intf> -j NFQUEUE --queue-num N` (no --queue-bypass: if the daemon is
@@ -13,9 +13,9 @@ late on this VM; the daemon learns that lateness and wakes early by it. Measured
 +0.3-0.5 ms over the configured delays (both directions together), 4% of a core per daemon
 at 18.88 Mbit/s.
 
-With `--trace` (a Mahimahi file) or `--rate-mbps` (a fixed rate, needed only for outages) the
-daemon is also the link: `harness.emulation.tracelink` says when each packet leaves it, the
-delay is added after, and an arrival beyond `--queue-packets` waiting is dropped. SIGUSR1
+With `--trace` (a Mahimahi file), `--steps` (rate steps, repeating) or `--rate-mbps` (a fixed
+rate, needed only for outages) the daemon is also the link: `harness.emulation.tracelink`
+says when each packet leaves it, the delay is added after, and an arrival beyond `--queue-packets` waiting is dropped. SIGUSR1
 resets the trace's and the outages' time origin to now (the harness sends it when a case
 starts); SIGUSR2 does the same without the outages (a calibration measures the link).
 """
@@ -157,11 +157,15 @@ def make_link(args) -> "TraceLink | None":
     """The TraceLink the arguments describe, or None (delay only)."""
     from harness.emulation.tracelink import link_of
     outages = [_outage(text) for text in args.outage]
-    if not (args.trace or args.rate_mbps):
+    if not (args.trace or args.steps or args.rate_mbps):
         if outages:
-            raise ValueError("--outage needs --trace or --rate-mbps")
+            raise ValueError("--outage needs --trace, --steps or --rate-mbps")
         return None
-    return link_of({"trace": args.trace, "rate_mbps": args.rate_mbps, "scale": args.trace_scale,
+    if args.steps:
+        from harness.emulation.tracegen import step_rates
+        step_rates(args.steps)                  # a malformed step: its one-line ValueError
+    return link_of({"trace": args.trace, "steps": args.steps, "rate_mbps": args.rate_mbps,
+                    "scale": args.trace_scale,
                     "queue_packets": args.queue_packets, "outages": outages}, time.monotonic())
 
 
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jitter-ms", type=float, default=0.0, help="uniform +- jitter, ms")
     ap.add_argument("--seed", type=int, default=None, help="jitter random seed")
     ap.add_argument("--trace", help="Mahimahi trace file: the link's delivery opportunities")
+    ap.add_argument("--steps", help="rate steps MBPS:SECONDS,... (repeating): the link's rate")
     ap.add_argument("--rate-mbps", type=float, help="a fixed-rate link (with --outage)")
     ap.add_argument("--trace-scale", type=float, default=1.0, help="time dilation of the trace")
     ap.add_argument("--queue-packets", type=int, default=100, help="link queue, packets")

@@ -10,8 +10,9 @@ put it on both interfaces and double it over a round trip.
 `link_params` is the only place that turns a profile into per-interface numbers.
 
 Time-varying links (issue: time-varying links): `up_trace` / `down_trace` name a Mahimahi
-trace (a path relative to the profile's own folder, or absolute) in place of `up_mbps` /
-`down_mbps`, which then hold the trace's mean frame rate (`harness.emulation.tracelink`), and
+trace (a path relative to the profile's own folder, or absolute), or `up_steps` /
+`down_steps` list rate steps ([{mbps, seconds}], repeating), in place of `up_mbps` /
+`down_mbps`, which then hold the mean frame rate (`harness.emulation.tracelink`), and
 `outages` lists windows {start_s, duration_s, direction: up | down | both}, seconds from the
 start of each case (and of each calibration). A direction with a trace or an outage is served
 by its receiver's delay daemon (the link and its queue); HTB on the sender only caps it at
@@ -30,6 +31,8 @@ from harness.config import Scenario, check_name, link_is_path
 from harness.errors import HarnessError
 from harness.fields import check_type, top_mapping
 from harness.paths import TOPOLOGIES
+from harness.emulation.profilekeys import outage_list, rate_steps, trace_path
+from harness.emulation.tracelink import steps_mean_mbps, trace_mean_mbps
 
 # TCP payload per Ethernet frame that HTB counts (MSS 1448 with timestamps, 1514 on the wire):
 # goodput over a shaped link is this fraction of its configured rate.
@@ -40,10 +43,9 @@ MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the r
 NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
            "queue_packets")
 OPTIONAL_KEYS = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down
-VARYING_KEYS = ("up_trace", "down_trace", "outages")
+VARYING_KEYS = ("up_trace", "down_trace", "up_steps", "down_steps", "outages")
 KEYS = ("name",) + NUMBERS + tuple(OPTIONAL_KEYS) + VARYING_KEYS + ("source",)
 TRACE_HTB_MBPS = 1000.0           # a trace-driven direction's sender cap (the daemon is the link)
-OUTAGE_DIRECTIONS = ("up", "down", "both")
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,20 @@ class LinkProfile:
     down_loss_pct: float = 0.0    # random loss on the down direction, percent of packets
     up_trace: str | None = None   # Mahimahi trace file of the up direction (up_mbps: its mean)
     down_trace: str | None = None
+    up_steps: str | None = None   # rate steps 'MBPS:SECONDS,...', repeating (up_mbps: their mean)
+    down_steps: str | None = None
     outages: tuple = ()           # (start_s, duration_s, direction) from each case's start
     trace_scale: float = 1.0      # time dilation applied to traces and outages
     source: dict = field(default_factory=dict, compare=False)  # where each number comes from
 
     def varying(self, direction: str) -> bool:
         """Whether a direction ("up"/"down") is served by the delay daemon's trace link."""
-        return getattr(self, f"{direction}_trace") is not None or any(
+        return self.schedule(direction) is not None or any(
             o[2] in (direction, "both") for o in self.outages)
+
+    def schedule(self, direction: str) -> str | None:
+        """The direction's trace file or rate steps, None at a fixed rate."""
+        return getattr(self, f"{direction}_trace") or getattr(self, f"{direction}_steps")
 
     @property
     def time_varying(self) -> bool:
@@ -130,7 +138,8 @@ def load_profile(name_or_path: str | Path) -> LinkProfile:
 
 def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
     """Validate a profile mapping into a LinkProfile."""
-    traced = {d for d in ("up", "down") if isinstance(raw, dict) and f"{d}_trace" in raw}
+    traced = {d for d in ("up", "down") for how in ("trace", "steps")
+              if isinstance(raw, dict) and f"{d}_{how}" in raw}
     required = [key for key in KEYS if key not in OPTIONAL_KEYS and key not in VARYING_KEYS
                 and key not in {f"{d}_mbps" for d in traced}]
     top_mapping(raw, where, KEYS, required)
@@ -140,57 +149,23 @@ def parse_profile(raw: Any, where: str = "profile") -> LinkProfile:
         raise HarnessError(f"{where}: source: expected a mapping of field -> where the number comes from")
     varying = {}
     for d in traced:
-        if f"{d}_mbps" in raw:
-            raise HarnessError(f"{where}: {d}_mbps: give {d}_mbps or {d}_trace, not both")
-        varying[f"{d}_trace"], raw = _trace_path(raw[f"{d}_trace"], where, d), dict(raw)
-        raw[f"{d}_mbps"] = trace_mean_mbps(varying[f"{d}_trace"])
+        given = [key for key in (f"{d}_mbps", f"{d}_trace", f"{d}_steps") if key in raw]
+        if len(given) > 1:
+            raise HarnessError(f"{where}: {given[1]}: give one of {d}_mbps, {d}_trace or "
+                               f"{d}_steps, not {' and '.join(given)}")
+        raw = dict(raw)
+        if f"{d}_trace" in raw:
+            varying[f"{d}_trace"] = trace_path(raw[f"{d}_trace"], where, d)
+            raw[f"{d}_mbps"] = trace_mean_mbps(varying[f"{d}_trace"])
+        else:
+            varying[f"{d}_steps"] = rate_steps(raw[f"{d}_steps"], f"{where}: {d}_steps")
+            raw[f"{d}_mbps"] = steps_mean_mbps(varying[f"{d}_steps"])
     values = {key: check_type(f"{where}: {key}", raw.get(key, OPTIONAL_KEYS.get(key)), "float")
               for key in (*NUMBERS, *OPTIONAL_KEYS)}
     _check_ranges(values, where)
     values["queue_packets"] = int(values["queue_packets"])
     return LinkProfile(name=raw["name"], source=dict(raw["source"]), **values, **varying,
-                       outages=_outages(raw.get("outages"), where))
-
-
-def trace_mean_mbps(path: str) -> float:
-    """A trace's mean rate in frame Mbit/s (what `up_mbps` means for a fixed-rate link)."""
-    from harness.emulation.traces import load_trace
-    from harness.emulation.tracelink import OPPORTUNITY_B
-    trace = load_trace(path)
-    return len(trace.times_ms) * OPPORTUNITY_B * 8 / (trace.period_ms / 1000) / 1e6
-
-
-def _trace_path(value: Any, where: str, direction: str) -> str:
-    """A trace file's path: absolute, or relative to the profile's folder (shipped ones)."""
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise HarnessError(f"{where}: {direction}_trace: expected a trace file's path")
-    folder = Path(where).parent if Path(where).suffix in (".yaml", ".yml") else TOPOLOGIES
-    path = Path(value) if Path(value).is_absolute() else folder / value
-    if not path.is_file():
-        raise HarnessError(f"{where}: {direction}_trace: no such file: {path}")
-    return str(path.resolve())
-
-
-def _outages(raw: Any, where: str) -> tuple:
-    """[(start_s, duration_s, direction)] from a list of mappings; errors name the entry."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise HarnessError(f"{where}: outages: expected a list of {{start_s, duration_s, direction}}")
-    out = []
-    for i, item in enumerate(raw):
-        at = f"{where}: outages[{i}]"
-        top_mapping(item, at, ("start_s", "duration_s", "direction"), ("start_s", "duration_s"))
-        start = check_type(f"{at}.start_s", item["start_s"], "float")
-        duration = check_type(f"{at}.duration_s", item["duration_s"], "float")
-        direction = item.get("direction", "up")
-        if start < 0 or duration <= 0:
-            raise HarnessError(f"{at}: start_s must be >= 0 and duration_s > 0")
-        if direction not in OUTAGE_DIRECTIONS:
-            raise HarnessError(f"{at}.direction: expected one of {', '.join(OUTAGE_DIRECTIONS)}, "
-                               f"got {direction!r}")
-        out.append((start, duration, direction))
-    return tuple(sorted(out))
+                       outages=outage_list(raw.get("outages"), where))
 
 
 def _check_ranges(v: dict, where: str) -> None:
@@ -252,9 +227,9 @@ def daemon_link(p: LinkProfile, direction: str) -> dict | None:
     """What the receiving delay daemon needs to be the link of a direction (None: HTB is)."""
     if not p.varying(direction):
         return None
-    trace = getattr(p, f"{direction}_trace")
+    trace, steps = getattr(p, f"{direction}_trace"), getattr(p, f"{direction}_steps")
     rate = getattr(p, f"{direction}_mbps") * p.trace_scale      # undilated: `scale` dilates
-    return {"trace": trace, "rate_mbps": None if trace else rate,
+    return {"trace": trace, "steps": steps, "rate_mbps": None if trace or steps else rate,
             "scale": p.trace_scale, "queue_packets": p.queue_packets,
             "outages": p.outage_windows(direction)}
 

@@ -58,7 +58,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
     varying = [d for d in ("up", "down") if profile.varying(d)]
     if varying:
         emulation["rate"] = "; ".join(
-            f"{d}: delay daemon's trace link ({'trace' if getattr(profile, f'{d}_trace') else 'fixed rate'}"
+            f"{d}: delay daemon's trace link ({_how(profile, d)}"
             f"{', outages' if profile.outage_windows(d) else ''}; queue {profile.queue_packets} packets)"
             for d in varying) + ("; others: htb" if len(varying) == 1 else "")
     if lossy:
@@ -76,6 +76,13 @@ def _tcp_cc(wanted: str | None) -> str:
         raise HarnessError(f"tcp_cc: '{wanted}' not available (kernel has: {', '.join(available)})")
     with open("/proc/sys/net/ipv4/tcp_congestion_control") as fh:
         return wanted or fh.read().strip()
+
+
+def _how(profile, d: str) -> str:
+    """What sets a daemon-served direction's rate: its trace, its rate steps, a fixed rate."""
+    return ("trace" if getattr(profile, f"{d}_trace") else
+            f"rate steps {getattr(profile, f'{d}_steps')}" if getattr(profile, f"{d}_steps")
+            else "fixed rate")
 
 
 def tc_rate_mbps(text: str) -> float | None:

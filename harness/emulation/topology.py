@@ -212,6 +212,7 @@ def _delayd_argv(queue_num: int, impairment: dict) -> list[str]:
     link = impairment.get("link")
     if link:
         argv += (["--trace", link["trace"]] if link["trace"] else
+                 ["--steps", link["steps"]] if link.get("steps") else
                  ["--rate-mbps", repr(link["rate_mbps"])])
         argv += ["--trace-scale", repr(link["scale"]), "--queue-packets", str(link["queue_packets"])]
         argv += [arg for start, duration in link["outages"]

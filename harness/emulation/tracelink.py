@@ -143,6 +143,8 @@ def link_of(spec: dict, origin: float = 0.0) -> TraceLink:
     """The TraceLink a daemon link spec describes (`harness.emulation.links`' "link" entry)."""
     if spec["trace"]:
         times, period = _trace_file(spec["trace"])
+    elif spec.get("steps"):
+        times, period = step_times(spec["steps"])
     else:
         times, period = constant_times(spec["rate_mbps"]), CONSTANT_PERIOD_MS
     return TraceLink(times, period, scale=spec["scale"], queue_packets=spec["queue_packets"],
@@ -158,8 +160,29 @@ def _trace_file(path: str) -> tuple[list[int], int]:
     return list(trace.times_ms), trace.period_ms
 
 
+@functools.lru_cache(maxsize=16)
+def step_times(steps: str) -> tuple[list[int], int]:
+    """Rate steps 'MBPS:SECONDS,...' as a trace's opportunities and period: what
+    `tracegen --steps` writes to a file (each second's packets spread over its milliseconds)."""
+    from harness.emulation.tracegen import opportunities, step_rates
+    per_second = step_rates(steps)
+    return opportunities(per_second), 1000 * len(per_second)
+
+
 def window_mbps(spec: dict, start_s: float, seconds: float, outages: bool = False) -> float:
     """Mean frame rate, Mbit/s, the link offers over [start, start + seconds) of its time."""
     link = link_of(spec)
     link.restart(0.0, outages)
     return link.capacity_b(start_s, start_s + seconds) * 8 / seconds / 1e6
+
+
+def trace_mean_mbps(path: str) -> float:
+    """A trace's mean rate in frame Mbit/s (what `up_mbps` means for a fixed-rate link)."""
+    times, period_ms = _trace_file(path)
+    return len(times) * OPPORTUNITY_B * 8 / (period_ms / 1000) / 1e6
+
+
+def steps_mean_mbps(steps: str) -> float:
+    """Rate steps' mean in frame Mbit/s, from the opportunities they become (as a trace's)."""
+    times, period_ms = step_times(steps)
+    return len(times) * OPPORTUNITY_B * 8 / (period_ms / 1000) / 1e6

@@ -41,7 +41,7 @@ def rates_over(link: LinkProfile, rates: LinkRates, seconds: float) -> LinkRates
     out = {}
     for d in ("up", "down"):
         spec = daemon_link(link, d)
-        if spec and spec["trace"] and seconds > 0:
+        if spec and (spec["trace"] or spec.get("steps")) and seconds > 0:
             loss = rates.loss_up if d == "up" else rates.loss_down
             mbps = window_mbps(spec, 0.0, seconds)
             out[f"{d}_Bps"] = mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - loss)

@@ -278,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         link.close()
         log.point("end")
         return 0
-    except (HarnessError, WireError, socket.timeout) as exc:
+    except socket.timeout:     # a stalled link (an outage longer than this) or a hung peer
+        return fail("cloud", f"no progress to or from the edge for {args.idle_timeout:g} s "
+                    f"(--idle-timeout): the link stalled or the edge hung", log, conn)
+    except (HarnessError, WireError) as exc:
         return fail("cloud", str(exc) or type(exc).__name__, log, conn)
     except KeyboardInterrupt:
         return fail("cloud", "interrupted", log, conn)

@@ -380,13 +380,22 @@ class Connection:
             try:
                 k = self.sock.recv_into(view[got:], n - got)
             except socket.timeout:
-                raise WireError(f"timed out waiting for {self.deadline_what}") from None
+                raise WireError(self._timed_out()) from None
             except OSError as exc:
                 raise WireError(f"connection lost ({exc.strerror or exc})") from None
             if k == 0:
                 raise WireError("peer closed the connection" + (" mid-frame" if got else ""))
             got += k
         return buf
+
+    def _timed_out(self) -> str:
+        """Why a read timed out: a handshake's deadline, or the socket's idle timeout (nothing
+        arrived for that long: an outage longer than it, or a hung peer)."""
+        idle = self.sock.gettimeout()
+        if self.deadline is None and idle:
+            return (f"nothing from the peer for {idle:g} s (the idle timeout): the link stalled "
+                    f"or the peer hung")
+        return f"timed out waiting for {self.deadline_what}"
 
     def _apply_deadline(self) -> None:
         if self.deadline is None:
