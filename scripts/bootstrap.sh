@@ -33,6 +33,21 @@ install_apt() {
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# The report test opens pages in a headless browser; without it that test is skipped, saying so.
+OPTIONAL_APT="chromium-headless-shell"
+
+install_optional_apt() {
+    local p updated=""
+    [ "$(id -u)" = 0 ] || return 0
+    for p in $OPTIONAL_APT; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+        echo "bootstrap: apt-get install $p (optional)"
+        [ -n "$updated" ] || { apt-get update -qq || true; updated=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null \
+            || echo "bootstrap: could not install $p; the tests that need it will be skipped" >&2
+    done
+}
+
 install_venv() {
     local stamp="$VENV/.hierbench-installed"
     if [ -f "$stamp" ] && [ "$stamp" -nt setup.cfg ] && [ "$stamp" -nt requirements.txt ]; then
@@ -46,4 +61,5 @@ install_venv() {
 }
 
 install_apt
+install_optional_apt
 install_venv

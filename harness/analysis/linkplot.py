@@ -26,7 +26,7 @@ from harness.catalog import FINAL_STAGE
 from harness.emulation.tracelink import OPPORTUNITY_B, link_of
 
 BIN_S = 0.5                      # capacity drawn per this many (undilated) seconds
-DIRECTION_STYLE = {"up": ("0.35", "-"), "down": ("0.6", "--")}
+DIRECTION_STYLE = {"up": ("tab:purple", "-"), "down": ("tab:olive", "--")}  # no method's colour
 
 
 def schedules(summary: pd.DataFrame, run_dir: Path) -> dict:
@@ -82,7 +82,7 @@ def fig_link_time(by_link: dict) -> plt.Figure:
                 colour, dash = DIRECTION_STYLE[direction]
                 starts, rates = capacity(spec, longest, float(spec["scale"]))
                 twin.step(starts, [r * spec["scale"] for r in rates], where="post", color=colour,
-                          linestyle=dash, linewidth=0.9, label=f"capacity {direction}")
+                          linestyle=dash, linewidth=0.9, alpha=0.8, label=f"capacity {direction}")
                 for start, duration in spec["outages"]:
                     ax.axvspan(start, start + duration, color="tab:red", alpha=0.12)
         twin.set_ylabel(f"capacity (Mbit/s of {OPPORTUNITY_B}-byte frames, per {BIN_S:g} s)")
@@ -90,7 +90,7 @@ def fig_link_time(by_link: dict) -> plt.Figure:
         handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         if any(s for c in cases.values() for s in c[0].get("outages", [])):
             handles.append(Patch(color="tab:red", alpha=0.12, label="outage"))
-        ax.legend(handles=handles, loc="upper left", fontsize=8)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.08, 1.0), fontsize=8)
     fig.suptitle("The link over time: progress of each method against the capacity it was "
                  "offered\n(flat = waiting: queue full, TCP backing off, queue draining)")
     return fig

@@ -63,3 +63,25 @@ def across_repetitions(summary: pd.DataFrame) -> pd.DataFrame:
                 row[name] = with_ci(float(pd.Series(values).median()), ci, fmt)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def run_notes(summary: pd.DataFrame) -> list[str]:
+    """What the figures are: where runtimes and accuracies come from, paced overruns, what ±
+    means, how gains are taken (one line each, every kind of source said once)."""
+    ok = summary[summary["status"] == "ok"]
+    sources = ok["runtime_source"].dropna().str.replace(
+        r"from \d+ measured", "from M measured", regex=True)
+    clauses = list(dict.fromkeys(c for s in sources for c in s.split("; ")))
+    by_source = ok.dropna(subset=["acc_source"]).groupby("acc_source", sort=False)["method"]
+    lines = [f"runtime: {'; '.join(clauses)} (M per case: the 'steps' column)",
+             "accuracy: " + "; ".join(f"{', '.join(dict.fromkeys(methods))}: {source}"
+                                      for source, methods in by_source)]
+    if "paced_steps" in ok and ok["paced_steps"].sum() > 0:
+        lines.append(f"paced compute: {int(ok['pace_overruns'].sum())} of "
+                     f"{int(ok['paced_steps'].sum())} steps overran their target (their real "
+                     f"compute took longer; the step then lasted its real time)")
+    return lines + [
+        "± is a 95% CI: runtime from the steady interval's batch means, gain from both "
+        "runtimes (delta method), accuracy from the test-set size (Wilson)",
+        "gains: 1 - T(hierarchical)/T(baseline) on full-budget estimates, same run, same link "
+        "(gain_vs_*_window in summary.csv: measured windows)"]

@@ -3,14 +3,15 @@
     python run_bench.py --help
 
 `train` (one-process training, split report, loopback pairs, wire bench, totals),
-`bench` (run, list, plot, check, baseline), `emulation` (doctor, clean), `predict`.
+`bench` (run, list, plot, check, baseline), `emulation` (doctor, clean), `predict`,
+`report` (one HTML page per run, or two runs compared).
 Every user-fixable problem is a HarnessError, printed as one line `error: ...` with exit 2.
 """
 from __future__ import annotations
 
 import click
 
-from harness.cli import bench, emulation, predict, train
+from harness.cli import bench, emulation, predict, report, train
 from harness.errors import HarnessError
 
 
@@ -19,7 +20,7 @@ def cli() -> None:
     """hierbench: benchmark hierarchical edge-cloud training against its baselines."""
 
 
-for _group in (train, bench, emulation, predict):
+for _group in (train, bench, emulation, predict, report):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
 

@@ -83,7 +83,17 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
     if run_dir is None:
         return
     _print_summary(run_dir)
+    _write_report(run_dir)
     _exit_if_cases_failed(run_dir)
+
+
+def _write_report(run_dir: Path) -> None:
+    """The run's HTML page (harness.analysis.report), its path printed."""
+    import pandas as pd
+
+    from harness.analysis.report import write_report
+    if (run_dir / "summary.csv").exists():
+        click.echo(f"report: {write_report(run_dir, pd.read_csv(run_dir / 'summary.csv'))}")
 
 
 def _resume(run_dir: Path, given_raw: dict | None, opts) -> Path | None:
@@ -248,7 +258,7 @@ def _scenario_checks(run_dir: Path) -> list[str]:
 def _print_summary(run_dir: Path) -> None:
     import pandas as pd
 
-    from harness.analysis.tables import MIN_REPS_FOR_CI, across_repetitions, per_case
+    from harness.analysis.tables import MIN_REPS_FOR_CI, across_repetitions, per_case, run_notes
     if not (run_dir / "summary.csv").exists():
         return                                # no case got as far as its directory
     summary = pd.read_csv(run_dir / "summary.csv")
@@ -258,24 +268,9 @@ def _print_summary(run_dir: Path) -> None:
     if reps >= MIN_REPS_FOR_CI:
         click.echo(f"\nacross {reps} repetitions (median ± 95% CI of the repetitions, Student's t):")
         click.echo(across_repetitions(summary).to_string(**fmt))
-    # One line per kind of source: "from 12 measured batches" and the like folded together.
-    ok = summary[summary["status"] == "ok"]
-    sources = ok["runtime_source"].dropna().str.replace(
-        r"from \d+ measured", "from M measured", regex=True)
-    clauses = list(dict.fromkeys(c for s in sources for c in s.split("; ")))  # each said once
-    click.echo(f"runtime: {'; '.join(clauses)} (M per case: the 'steps' column)")
-    by_source = ok.dropna(subset=["acc_source"]).groupby("acc_source", sort=False)["method"]
-    click.echo("accuracy: " + "; ".join(f"{', '.join(dict.fromkeys(methods))}: {source}"
-                                        for source, methods in by_source))
-    if "paced_steps" in ok and ok["paced_steps"].sum() > 0:
-        click.echo(f"paced compute: {int(ok['pace_overruns'].sum())} of "
-                   f"{int(ok['paced_steps'].sum())} steps overran their target (their real "
-                   f"compute took longer; the step then lasted its real time)")
-    click.echo("± is a 95% CI: runtime from the steady interval's batch means, gain from both "
-               "runtimes (delta method), accuracy from the test-set size (Wilson)")
-    click.echo(f"gains: 1 - T(hierarchical)/T(baseline) on full-budget estimates, same run, "
-               f"same link (gain_vs_*_window in summary.csv: measured windows); results in "
-               f"{run_dir}; plots in {run_dir / 'plots'}")
+    for line in run_notes(summary):
+        click.echo(line)
+    click.echo(f"results in {run_dir}; plots in {run_dir / 'plots'}")
 
 
 COMMANDS = (run, list_cmd, plot, check, baseline, compare_cmd)

@@ -1,0 +1,248 @@
+"""One self-contained HTML page per run: the answer first, then the evidence behind it.
+
+    python run_bench.py report results/quick/<run>/          # writes <run>/report.html
+
+Everything on the page comes from the run directory: `summary.csv` (runtimes, gains and
+accuracies with their 95% CIs, the model's predictions), each link's `linkcheck.json` and
+`computecheck.json` (calibration: configured against measured, mechanism, dilation),
+`run_status.json` (a partial run says so first), `meta.json` (provenance) and the PNGs under
+`plots/`, embedded as data: URIs. The page loads nothing from anywhere else: no scripts, no
+fonts, no style sheets, no links that fetch. Reads files only (no torch): it runs on a laptop.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis.tables import CASE_KEYS, run_notes, with_ci
+from harness.catalog import BASELINES
+
+REPORT_FILE = "report.html"
+MODEL_MISS = 0.10            # a prediction further than this from its measurement is flagged
+PLOTS = (("runtime.png", "Runtime per method and link"),
+         ("gain.png", "Hierarchical training's runtime gain over each baseline"),
+         ("accuracy_vs_time.png", "Accuracy against runtime"),
+         ("predicted.png", "The runtime model against the measurements"),
+         ("link_time.png", "Progress against a time-varying link's capacity"),
+         ("timeline.png", "What each worker did, batch by batch"),
+         ("bytes.png", "Bytes on the wire"))
+STYLE = """body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}.warn{background:#fff4e0;border-left:4px solid #e69500;
+padding:.5em 1em;margin:.4em 0}.bad{color:#b00020;font-weight:600}img{max-width:100%;
+border:1px solid #eee}figure{margin:1.2em 0}figcaption{color:#555;font-size:.9em}
+.answer{font-size:1.08em}code{background:#f5f5f5;padding:0 .2em}.wide{overflow-x:auto}"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(df: pd.DataFrame) -> str:
+    """A DataFrame as an HTML table, every cell escaped, NaN as '-'."""
+    def cell(v):
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.4g}"
+        return esc(v)
+    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f'<div class="wide"><table><tr>{head}</tr>{rows}</table></div>'
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def answer(summary: pd.DataFrame) -> list[str]:
+    """Per link (and model): the fastest method, its runtime with CI, what hierarchical training
+    gains over each baseline and what it costs in accuracy (final exit)."""
+    ok = summary[summary["status"] == "ok"]
+    col = "est_full_wall_s" if "est_full_wall_s" in ok else "wall_s"
+    lines = []
+    for (arch, link), group in ok.groupby(["arch", "link"], sort=False, dropna=False):
+        runtimes = group.groupby("method")[col].median().dropna()
+        if runtimes.empty:
+            continue
+        best = runtimes.idxmin()
+        row = group[group["method"] == best].iloc[0]
+        text = (f"<b>{esc(link)}</b> ({esc(arch)}): fastest is <b>{esc(best)}</b>, "
+                f"{with_ci(runtimes[best], row.get('est_full_wall_ci_s'), '{:.1f}')} s")
+        hier = group[group["method"] == "hierarchical"]
+        if not hier.empty:
+            h = hier.iloc[0]
+            gains = [f"{b}: {with_ci(h.get(f'gain_vs_{b}'), h.get(f'gain_vs_{b}_ci'), '{:+.0%}')}"
+                     for b in BASELINES if f"gain_vs_{b}" in h and h.get(f"gain_vs_{b}") == h.get(f"gain_vs_{b}")]
+            others = group[group["method"] != "hierarchical"]["final_acc"].dropna()
+            cost = (f"; its final accuracy {h['final_acc']:.3f} against the baselines' best "
+                    f"{others.max():.3f} ({h['final_acc'] - others.max():+.3f})"
+                    if len(others) and h.get("final_acc") == h.get("final_acc") else "")
+            text += (f". Hierarchical training's runtime gain: {esc(', '.join(gains))}{cost}"
+                     if gains else f"{cost}")
+        lines.append(text + ".")
+    return lines
+
+
+def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:
+    """Everything a reader must know before trusting a figure."""
+    out = []
+    status = _read_json(run_dir / "run_status.json")
+    if status.get("state") != "complete":
+        out.append(f"Partial run ({status.get('state', 'no run_status.json')}: "
+                   f"{status.get('reason', '')}): only finished cases are shown.")
+    for _, row in summary[summary["status"] != "ok"].iterrows():
+        out.append(f"Case {row.get('method')} on {row.get('link')} rep {row.get('rep')}: "
+                   f"{row.get('status')} ({row.get('status_reason', '')})")
+    for link_dir in sorted((run_dir / "links").glob("*")):
+        check = _read_json(link_dir / "linkcheck.json")
+        for name, c in check.get("checks", {}).items():
+            if not c.get("ok", True):
+                out.append(f"Link {link_dir.name}: calibration check {name} out of tolerance "
+                           f"(measured {c.get('measured')}, rule {c.get('rule')})")
+        if _read_json(link_dir / "computecheck.json").get("ok") is False:
+            out.append(f"Link {link_dir.name}: compute calibration out of tolerance")
+    if "predicted_err" in summary:
+        for _, row in summary[summary["predicted_err"].abs() > MODEL_MISS].iterrows():
+            out.append(f"Model: {row['method']} on {row['link']} predicted "
+                       f"{row['predicted_err']:+.1%} from its measured window")
+    if "extrapolated" in summary and summary["extrapolated"].fillna(False).astype(bool).any():
+        out.append("Runtimes are estimated for the full budget from the measured batches "
+                   "(see the notes under the tables).")
+    return out
+
+
+def calibration(run_dir: Path) -> str:
+    """Per link: configured against measured, and how each part was emulated."""
+    parts = []
+    for link_dir in sorted((run_dir / "links").glob("*")):
+        check = _read_json(link_dir / "linkcheck.json")
+        if not check:
+            continue
+        rows = [{"check": name, "measured": c.get("measured"), "rule": c.get("rule", ""),
+                 "ok": "ok" if c.get("ok") else "OUT OF TOLERANCE"}
+                for name, c in check.get("checks", {}).items()]
+        emu = check.get("emulation", {})
+        how = {k: emu[k] for k in ("rate", "delay", "loss", "queue", "compute", "tcp_cc")
+               if k in emu}
+        parts.append(f"<h3>{esc(link_dir.name)}</h3><p>dilation x{esc(check.get('dilation', 1))}"
+                     f", measured at {esc(check.get('measured_at', '?'))}</p>"
+                     + _table(pd.DataFrame(rows)) + _table(pd.DataFrame(
+                         [{"part": k, "how": v} for k, v in how.items()])))
+        compute = _read_json(link_dir / "computecheck.json")
+        if compute.get("model_factors"):
+            from harness.run.factors import factor_lines
+            parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>"
+                                          for line in factor_lines(compute["model_factors"]))
+                         + "</ul>")
+    return "".join(parts) or "<p>No calibration: a loopback run (no emulated link).</p>"
+
+
+def _figures(run_dir: Path) -> str:
+    out = []
+    for name, caption in PLOTS:
+        path = run_dir / "plots" / name
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            out.append(f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{esc(caption)} (<code>plots/{esc(name)}</code>)</figcaption>"
+                       f"</figure>")
+    return "".join(out) or "<p>No plots in this run (run_bench.py plot RUN_DIR draws them).</p>"
+
+
+def _model(summary: pd.DataFrame) -> str:
+    cols = [c for c in CASE_KEYS + ["rep", "steps", "wall_s", "predicted_s", "predicted_err",
+                                    "est_full_wall_s", "predicted_full_s"] if c in summary]
+    if "predicted_s" not in summary:
+        return "<p>No predictions in this run.</p>"
+    return ("<p>The runtime model's prediction (harness/predict) beside each measured window; "
+            "a modelled figure, not a measurement.</p>" + _table(summary[cols].assign(
+                predicted_err=summary["predicted_err"].map(lambda e: "-" if e != e else f"{e:+.1%}"))))
+
+
+def provenance(run_dir: Path) -> str:
+    meta = _read_json(run_dir / "meta.json")
+    rows = [{"what": k, "value": v if not isinstance(v, (dict, list)) else json.dumps(v)}
+            for k, v in meta.items()]
+    return _table(pd.DataFrame(rows)) if rows else "<p>No meta.json.</p>"
+
+
+def render(run_dir: Path, summary: pd.DataFrame) -> str:
+    """The page for one run (a string of HTML)."""
+    from harness.analysis.tables import per_case
+    name = f"{run_dir.parent.name} / {run_dir.name}"
+    warn = warnings(run_dir, summary)
+    body = [f"<h1>hierbench: {esc(name)}</h1>",
+            "<h2>The answer</h2>" + "".join(f'<p class="answer">{line}</p>'
+                                            for line in answer(summary) or ["No finished case."]),
+            "<h2>Warnings</h2>" + ("".join(f'<div class="warn">{esc(w)}</div>' for w in warn)
+                                   if warn else "<p>None.</p>"),
+            "<h2>Results</h2>" + _table(per_case(summary))
+            + "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in run_notes(summary)) + "</ul>",
+            "<h2>Plots</h2>" + _figures(run_dir),
+            "<h2>Link and compute calibration</h2>" + calibration(run_dir),
+            "<h2>Model against measurement</h2>" + _model(summary),
+            "<h2>Provenance</h2>" + provenance(run_dir)]
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
+            f"{esc(name)}</title><style>{STYLE}</style></head><body>{''.join(body)}"
+            f"</body></html>")
+
+
+def write_report(run_dir: Path, summary: pd.DataFrame, path: Path | None = None) -> Path:
+    """Write the page (default RUN_DIR/report.html), replaced whole: written aside, renamed."""
+    from harness.errors import HarnessError
+    path = path or run_dir / REPORT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(render(run_dir, summary), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot write ({exc.strerror})") from None
+    return path
+
+
+def compare_page(run_a: Path, a: pd.DataFrame, run_b: Path, b: pd.DataFrame) -> str:
+    """Two runs side by side: each case's runtime and hierarchical's gains, a difference
+    flagged where it is larger than the two CIs together."""
+    from harness.analysis.compare import compare_runs
+    keys = CASE_KEYS
+    cols = keys + ["est_full_wall_s", "est_full_wall_ci_s"]
+    ok_a, ok_b = (df[df["status"] == "ok"][[c for c in cols if c in df]] for df in (a, b))
+    both = ok_a.groupby(keys, dropna=False).median().join(
+        ok_b.groupby(keys, dropna=False).median(), lsuffix="_a", rsuffix="_b", how="inner")
+    rows = []
+    for key, r in both.iterrows():
+        diff = r["est_full_wall_s_b"] - r["est_full_wall_s_a"]
+        reach = r.get("est_full_wall_ci_s_a", math.nan) + r.get("est_full_wall_ci_s_b", math.nan)
+        rows.append({**dict(zip(keys, key)),
+                     "A s": with_ci(r["est_full_wall_s_a"], r.get("est_full_wall_ci_s_a"), "{:.1f}"),
+                     "B s": with_ci(r["est_full_wall_s_b"], r.get("est_full_wall_ci_s_b"), "{:.1f}"),
+                     "B / A": f"{r['est_full_wall_s_b'] / r['est_full_wall_s_a'] - 1:+.1%}",
+                     "beyond the CIs": "YES" if abs(diff) > reach else
+                     ("no" if reach == reach else "no CI")})
+    gains = compare_runs(a, b)
+    if not gains.empty:
+        has_ci = gains["ci_a"].notna() & gains["ci_b"].notna()
+        gains = gains.assign(**{"beyond the CIs": [
+            ("no" if o else "YES") if c else "no CI" for o, c in zip(gains["cis_overlap"], has_ci)]})
+        gains = gains.drop(columns=["cis_overlap"])
+    title = f"{run_a.name} (A) against {run_b.name} (B)"
+    flagged = sum(r["beyond the CIs"] == "YES" for r in rows) + (
+        int((gains["beyond the CIs"] == "YES").sum()) if not gains.empty else 0)
+    body = (f"<h1>hierbench: {esc(title)}</h1><p class=\"answer\">{flagged} difference(s) "
+            f"larger than their CIs.</p><h2>Runtime per case</h2>"
+            + (_table(pd.DataFrame(rows)) if rows else "<p>No case in common.</p>")
+            + "<h2>Hierarchical training's gains</h2>"
+            + (_table(gains) if not gains.empty else "<p>No gains in common.</p>")
+            + "<h2>Provenance</h2><h3>A</h3>" + provenance(run_a) + "<h3>B</h3>" + provenance(run_b))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}'
+            f"</title><style>{STYLE}</style></head><body>{body}</body></html>")

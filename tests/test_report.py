@@ -1,0 +1,80 @@
+"""The HTML report: the answer first, every plot embedded, nothing fetched from elsewhere; two
+runs compared with their differences flagged; the page opened in headless Chromium."""
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from harness.analysis import pagecheck
+from test_old_runs import FIXTURES, cli
+
+
+@pytest.fixture
+def plotted_run(tmp_path):
+    """The old run fixture (a real emulated run of scenarios/ci.yaml), its plots drawn."""
+    run_dir = tmp_path / "ci" / "20261130T214751Z_321fbe86"
+    shutil.copytree(FIXTURES / "old_run_v1", run_dir)
+    out = cli("plot", run_dir)
+    assert out.returncode == 0, out.stderr
+    return run_dir
+
+
+def test_the_report_answers_first_and_holds_everything_it_shows(plotted_run):
+    out = cli("report", plotted_run)
+    assert out.returncode == 0, out.stderr
+    page = plotted_run / "report.html"
+    assert out.stdout.strip() == str(page)
+    text = page.read_text()
+    heads = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert heads[:3] == ["The answer", "Warnings", "Results"] and "Provenance" in heads
+    assert "<b>3g</b> (vgg16): fastest is" in text and "<b>wifi</b> (vgg16)" in text
+    pngs = sorted(p.name for p in (plotted_run / "plots").glob("*.png"))
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == len(pngs) >= 6
+    outside = re.findall(r'(?:src|href)="(?!data:)[^"]*"|url\(|<script|<link ', text)
+    assert outside == []
+    assert "321fbe86" in text                                    # provenance: the commit
+
+
+def test_two_runs_compared_flag_only_what_lies_beyond_their_cis(plotted_run, tmp_path):
+    """The fixture's runs are too short for a runtime CI; each is given one of 2%, and run B
+    has wifi/split 50% slower: that difference alone lies beyond the CIs."""
+    runs = {}
+    for name, factor in (("20261201T000000Z_a", 1.0), ("20261201T000000Z_b", 1.5)):
+        run = runs[name] = tmp_path / "ci" / name
+        shutil.copytree(plotted_run, run)
+        summary = pd.read_csv(run / "summary.csv")
+        slower = (summary["link"] == "wifi") & (summary["method"] == "split")
+        summary.loc[slower, "est_full_wall_s"] *= factor
+        summary["est_full_wall_ci_s"] = 0.02 * summary["est_full_wall_s"]
+        summary.to_csv(run / "summary.csv", index=False)
+        for case in run.glob("0*"):                 # summary.csv alone: not rebuilt from cases
+            shutil.rmtree(case)
+    out = cli("report", *runs.values(), "--out", tmp_path / "cmp.html")
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "cmp.html").read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", text)
+    flagged = [r for r in rows if "<td>YES</td>" in r]
+    assert len(flagged) == 1 and "wifi" in flagged[0] and "split" in flagged[0], flagged
+    assert "+50.0%" in flagged[0]
+    assert "1 difference(s) larger than their CIs" in text
+
+
+def test_a_missing_run_is_one_line(tmp_path):
+    out = cli("report", tmp_path / "nope")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "not found" in out.stderr
+
+
+def test_the_report_renders_whole_in_headless_chromium(plotted_run, tmp_path):
+    """Non-blank, every image loaded, no console error, no request leaving the file."""
+    browser = pagecheck.find_browser()
+    if browser is None:
+        pytest.skip("no Chromium (scripts/bootstrap.sh installs chromium-headless-shell as root)")
+    assert cli("report", plotted_run).returncode == 0
+    shot = tmp_path / "report.png"
+    got = pagecheck.check_page(plotted_run / "report.html", browser, shot)
+    pngs = len(list((plotted_run / "plots").glob("*.png")))
+    assert got["images"] == pngs and got["broken"] == 0, got
+    assert got["errors"] == [] and got["outside_requests"] == [], got
+    assert got["text"] > 500 and got["screenshot_spread"] > 0.02, got
+    assert got["screenshot_px"][1] > 2000 and shot.stat().st_size > 50_000
