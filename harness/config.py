@@ -170,6 +170,8 @@ class MeasureConfig:
     ci_target: float = 0.05            # stop once the interval's 95% CI is within this fraction
     max_seconds: float = 60.0          # or once this much is measured (past the floor)
     calibrate_seconds: float = 3.0     # iperf3 seconds per direction measured, at least
+    curve_every: int = 10              # accuracy pass: both exits evaluated every this many
+                                       # batches, off the clock (0: at the end only)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ class Scenario:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     checks: tuple[str, ...] = ()
     tcp_cc: str | None = None       # workers' TCP congestion control; None: the kernel's default
+    accuracy_targets: tuple[float, ...] = ()   # time-to-accuracy targets (test accuracy)
 
     def cases(self) -> list[Case]:
         """The sweep matrix, model-major; each arch takes only the split points it has."""
@@ -228,7 +231,8 @@ REMOVED_KEYS = {"training.data_mode": "no longer a key: it was validated but nev
 SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": ComputeConfig,
             "tolerances": Tolerances, "measure": MeasureConfig}
 TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
-            "links", "codec", "repetitions", "tolerances", "measure", "checks", "tcp_cc"}
+            "links", "codec", "repetitions", "tolerances", "measure", "checks", "tcp_cc",
+            "accuracy_targets"}
 
 
 def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
@@ -259,7 +263,8 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
         codecs=str_list(raw.get("codec", "fp32"), "codec", CODECS),
         repetitions=check_type("repetitions", raw.get("repetitions", 1), "int"),
         checks=str_list(raw["checks"], "checks") if raw.get("checks") else (),
-        tcp_cc=_tcp_cc(raw.get("tcp_cc")), **sections)
+        tcp_cc=_tcp_cc(raw.get("tcp_cc")),
+        accuracy_targets=_targets(raw.get("accuracy_targets")), **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
 
@@ -283,6 +288,20 @@ def _tcp_cc(raw: Any) -> str | None:
         raise HarnessError(f"tcp_cc: expected a congestion control's name such as bbr, cubic "
                            f"or reno, got {str(raw)[:40]!r}")
     return raw
+
+
+def _targets(raw: Any) -> tuple[float, ...]:
+    """Test accuracies to time: numbers in (0, 1), distinct, kept in increasing order."""
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not 0 < item < 1:
+            raise HarnessError(f"accuracy_targets: expected accuracies in (0, 1) such as "
+                               f"[0.7, 0.8], got {str(item)[:40]!r}")
+    if len(set(items)) != len(items):
+        raise HarnessError(f"accuracy_targets: duplicate entries in {items}")
+    return tuple(sorted(float(i) for i in items))
 
 
 def _links(raw: Any) -> tuple[str, ...]:
@@ -339,6 +358,7 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (0 < s.measure.ci_target < 1, "measure.ci_target", "must be in (0, 1)"),
         (s.measure.max_seconds > 0, "measure.max_seconds", "must be > 0"),
         (s.measure.calibrate_seconds > 0, "measure.calibrate_seconds", "must be > 0"),
+        (s.measure.curve_every >= 0, "measure.curve_every", "must be >= 0 (0: the end only)"),
     ]
     for ok, where, message in rules:
         if not ok:

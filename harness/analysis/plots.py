@@ -262,9 +262,8 @@ def figures(summary: pd.DataFrame, run_dir: str | Path, partial: bool = False):
     makers = {"runtime": fig_runtime, "gain": fig_gain, "accuracy_vs_time": fig_accuracy_vs_time,
               "timeline": lambda s: fig_timeline(*timeline_inputs(s, Path(run_dir))),
               "bytes": fig_bytes, "predicted": fig_predicted}
-    from harness.analysis.linkplot import fig_link_time, schedules   # time-varying links only
-    if by_link := schedules(summary, Path(run_dir)):
-        makers["link_time"] = lambda s: fig_link_time(by_link)
+    from harness.analysis.curveplot import extra_figures    # varying links, accuracy curves
+    makers.update(extra_figures(summary, Path(run_dir)))
     for name, make in makers.items():
         fig = make(summary)
         if partial:  # on the headline, before any explanatory lines

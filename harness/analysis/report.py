@@ -27,6 +27,7 @@ MODEL_MISS = 0.10            # a prediction further than this from its measureme
 PLOTS = (("runtime.png", "Runtime per method and link"),
          ("gain.png", "Hierarchical training's runtime gain over each baseline"),
          ("accuracy_vs_time.png", "Accuracy against runtime"),
+         ("accuracy_curve.png", "Accuracy over training time on each link"),
          ("predicted.png", "The runtime model against the measurements"),
          ("link_time.png", "Progress against a time-varying link's capacity"),
          ("timeline.png", "What each worker did, batch by batch"),
@@ -169,6 +170,20 @@ def _model(summary: pd.DataFrame) -> str:
                 predicted_err=summary["predicted_err"].map(lambda e: "-" if e != e else f"{e:+.1%}"))))
 
 
+def time_to_accuracy(run_dir: Path, summary: pd.DataFrame) -> str:
+    """The table of seconds to each target, and how the curve met each link's time."""
+    from harness.analysis import tta
+    targets, curve = tta.targets_of(run_dir), tta.curves(run_dir, summary)
+    if curve.empty:
+        return ("<p>No accuracy curves in this run (they come from an accuracy pass with "
+                "<code>measure.curve_every</code> &gt; 0).</p>")
+    if not targets:
+        return "<p>The scenario names no <code>accuracy_targets</code>.</p>"
+    how = tta.__doc__.split("\n\n")[2:]            # past the title and the usage line
+    return (_table(tta.tta_text(tta.tta_table(curve, targets)))
+            + "".join(f"<p>{esc(' '.join(part.split()))}</p>" for part in how))
+
+
 def provenance(run_dir: Path) -> str:
     meta = _read_json(run_dir / "meta.json")
     rows = [{"what": k, "value": v if not isinstance(v, (dict, list)) else json.dumps(v)}
@@ -188,6 +203,7 @@ def render(run_dir: Path, summary: pd.DataFrame) -> str:
                                    if warn else "<p>None.</p>"),
             "<h2>Results</h2>" + _table(per_case(summary))
             + "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in run_notes(summary)) + "</ul>",
+            "<h2>Time to accuracy</h2>" + time_to_accuracy(run_dir, summary),
             "<h2>Plots</h2>" + _figures(run_dir),
             "<h2>Link and compute calibration</h2>" + calibration(run_dir),
             "<h2>Model against measurement</h2>" + _model(summary),

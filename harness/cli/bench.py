@@ -270,6 +270,11 @@ def _print_summary(run_dir: Path) -> None:
         click.echo(across_repetitions(summary).to_string(**fmt))
     for line in run_notes(summary):
         click.echo(line)
+    if (run_dir / "tta.csv").exists():
+        from harness.analysis.tta import tta_text
+        click.echo("\ntime to accuracy (s on each link; ± runtime CI [first within the accuracy's "
+                   "CI, first with its lower bound]; the report says how):")
+        click.echo(tta_text(pd.read_csv(run_dir / "tta.csv")).to_string(index=False))
     click.echo(f"results in {run_dir}; plots in {run_dir / 'plots'}")
 
 

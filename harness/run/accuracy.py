@@ -34,8 +34,9 @@ def _kind(method: str) -> str:
     return "end-to-end" if method in END_TO_END else method
 
 
-def train_once(case_raw: dict, threads: int) -> dict:
-    """In a fresh process: train one case in one process at `threads`; both exits' accuracy."""
+def train_once(case_raw: dict, threads: int, curve_every: int = 0) -> dict:
+    """In a fresh process: train one case in one process at `threads`; both exits' accuracy,
+    and every `curve_every` batches (off the clock) the curve of both."""
     import torch
 
     from harness.train.batches import load_case_data
@@ -43,17 +44,20 @@ def train_once(case_raw: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     case = case_from_dict(case_raw)
     train, test = load_case_data(case)
-    result, _ = run_local(case, train, test)
+    result, _ = run_local(case, train, test, curve_every=curve_every)
     return {"final_acc": result.final_acc, "edge_exit_acc": result.edge_exit_acc,
-            "train_wall_s": result.wall_s}
+            "train_wall_s": result.wall_s, "curve": result.curve, "curve_every": curve_every}
 
 
 def _one_process(case: Case) -> bool:
     return case.codec == "fp32" and case.compute.edge_threads == case.compute.cloud_threads
 
 
-def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> dict:
-    """(arch, split, codec, method) -> accuracy dict, each written to accuracy/<nn>-<case>/."""
+def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
+                  curve_every: int = 0) -> dict:
+    """(arch, split, codec, method) -> accuracy dict, each written to accuracy/<nn>-<case>/.
+    One-process trainings also record the accuracy curve (`curve`: both exits every
+    `curve_every` batches); two-process ones only the end point, and say so."""
     keys = {}
     for case in cases:
         keys.setdefault((case.model.arch, case.model.split, case.codec, case.method),
@@ -62,7 +66,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
     for key, case in keys.items():
         if _one_process(case):
             groups.setdefault((*key[:3], _kind(case.method)), case)
-    trained = _train_groups(groups, progress)
+    trained = _train_groups(groups, progress, curve_every)
     results = {}
     for i, (key, case) in enumerate(keys.items()):
         case_dir = run_dir / "accuracy" / f"{i:02d}-{case.label}"
@@ -80,6 +84,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
             run_case(case, case_dir, LocalLauncher(), on_poll=None)
             acc = evaluate_case(case, case_dir, train, test)
             how = "two processes over loopback"
+            acc["curve_note"] = "no curve: two-process runs are evaluated at the end only"
         acc["test_samples"] = len(test)
         acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
                              f"{len(test)} test samples")
@@ -90,7 +95,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress) -> di
     return results
 
 
-def _train_groups(groups: dict[tuple, Case], progress) -> dict:
+def _train_groups(groups: dict[tuple, Case], progress, curve_every: int) -> dict:
     """Train every group, side by side where cores allow; fresh (spawned) processes."""
     if not groups:
         return {}
@@ -101,6 +106,7 @@ def _train_groups(groups: dict[tuple, Case], progress) -> dict:
                            f"{workers} at a time")
     ctx = multiprocessing.get_context("spawn")     # torch's thread pools do not survive fork
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {key: pool.submit(train_once, case.to_dict(), case.compute.edge_threads)
+        futures = {key: pool.submit(train_once, case.to_dict(), case.compute.edge_threads,
+                                    curve_every)
                    for key, case in groups.items()}
         return {key: future.result() for key, future in futures.items()}

@@ -264,7 +264,7 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
     try:
         if need_accuracy:
             run.accuracy = accuracy_pass(scenario.cases(), run_dir, run.train, run.test,
-                                         run.progress)
+                                         run.progress, scenario.measure.curve_every)
         timing_pass(run, profiles, todo)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else (
@@ -287,6 +287,8 @@ def _summarize(run_dir: Path, scenario: Scenario, opts: Options, partial: bool) 
     except HarnessError:
         return                                    # nothing finished yet
     summary.to_csv(run_dir / "summary.csv", index=False)
+    from harness.analysis.tta import write_tta
+    write_tta(run_dir, summary)
     if opts.plots:
         from harness.analysis.plots import make_all
         make_all(run_dir, partial=partial)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -59,33 +59,55 @@ class LocalResult:
     wall_s: float
     samples: int
     steps: int
+    curve: list[dict] = field(default_factory=list)   # {step, final_acc, edge_exit_acc}
 
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def run_local(case: Case, train: ImageData, test: ImageData, on_step=None) -> tuple[LocalResult, SplitModel]:
-    """Train `case.method` in this process; evaluate both exits off the clock."""
+def run_local(case: Case, train: ImageData, test: ImageData, on_step=None,
+              curve_every: int = 0) -> tuple[LocalResult, SplitModel]:
+    """Train `case.method` in this process; evaluate both exits off the clock: at the end, and
+    with `curve_every` also before the first batch and after every `curve_every` batches
+    (evaluation changes no weight, statistic or random draw: the updates are the same)."""
     model = build_model(case, train.spec)
     per_epoch = batches_per_epoch(case, len(train))
     prep = Augmenter(case, train.spec, per_epoch)
     batches = list(train_batches(train, case))
-    counted = _counting(batches, on_step)
+    head = model.exit_head if case.method == "hierarchical" else None
+    curve, off_clock = [], [0.0]
+
+    def evaluate(step: int) -> dict:
+        began = time.perf_counter()
+        with torch.no_grad():
+            acc = m.evaluate(model.edge, model.cloud, head, eval_batches(test))
+        off_clock[0] += time.perf_counter() - began
+        if curve_every:
+            curve.append({"step": step, **acc})
+        return acc
+
+    def after(step: int) -> None:
+        if on_step is not None:
+            on_step()
+        if curve_every and step % curve_every == 0 and step < len(batches):
+            evaluate(step)
+    if curve_every:
+        evaluate(0)
+    counted = _counting(batches, after)
     # torch's first optimizer construction imports lazily (~1.3 s): pay it off the clock.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
     start = time.perf_counter()
     TRAINERS[case.method](model, case, counted, prep)
-    wall = time.perf_counter() - start
-    head = model.exit_head if case.method == "hierarchical" else None
-    acc = m.evaluate(model.edge, model.cloud, head, eval_batches(test))
+    wall = time.perf_counter() - start - off_clock[0]
+    acc = evaluate(len(batches))
     samples = len(batches) * case.training.batch_size
     return LocalResult(case.method, acc["final_acc"], acc["edge_exit_acc"], wall, samples,
-                       len(batches)), model
+                       len(batches), curve), model
 
 
-def _counting(batches, on_step):
-    for item in batches:
+def _counting(batches, after):
+    """The batches, `after(n)` called once the trainer is done with the n-th (1-based)."""
+    for n, item in enumerate(batches, 1):
         yield item
-        if on_step is not None:
-            on_step()
+        after(n)
