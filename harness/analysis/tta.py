@@ -27,7 +27,9 @@ import yaml
 
 from harness.analysis.steady import completion_times
 from harness.analysis.summary import wilson_half_width_one
+from harness.analysis.style import link_order
 from harness.analysis.totals import final_stage, load_events
+from harness.catalog import METHODS
 from harness.workers.events import COMPUTE, SEND
 
 TTA_FILE = "tta.csv"
@@ -168,4 +170,9 @@ def tta_text(table: pd.DataFrame) -> pd.DataFrame:
     wide = shown.pivot_table(index=["arch", "link", "method", "rep"], columns="target",
                              values="cell", aggfunc="first", sort=False)
     wide.columns = [f"to {t:.0%} (s)" for t in wide.columns]
-    return wide.reset_index()
+    wide = wide.reset_index()
+    links = {link: i for i, link in enumerate(link_order(wide["link"].unique()))}
+    methods = {m: i for i, m in enumerate(METHODS)}
+    order = wide.assign(_l=wide["link"].map(links), _m=wide["method"].map(
+        lambda m: (methods.get(m.split(" (")[0], len(methods)), m)))
+    return order.sort_values(["arch", "_l", "_m", "rep"]).drop(columns=["_l", "_m"]).reset_index(drop=True)

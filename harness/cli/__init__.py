@@ -4,14 +4,15 @@
 
 `train` (one-process training, split report, loopback pairs, wire bench, totals),
 `bench` (run, list, plot, check, baseline), `emulation` (doctor, clean), `predict`,
-`report` (one HTML page per run, or two runs compared).
+`report` (one HTML page per run, or two runs compared), `twohosts` (export a case to two
+real machines, collect their files into a run).
 Every user-fixable problem is a HarnessError, printed as one line `error: ...` with exit 2.
 """
 from __future__ import annotations
 
 import click
 
-from harness.cli import bench, emulation, predict, report, train
+from harness.cli import bench, emulation, predict, report, train, twohosts
 from harness.errors import HarnessError
 
 
@@ -20,7 +21,7 @@ def cli() -> None:
     """hierbench: benchmark hierarchical edge-cloud training against its baselines."""
 
 
-for _group in (train, bench, emulation, predict, report):
+for _group in (train, bench, emulation, predict, report, twohosts):
     for _command in _group.COMMANDS:
         cli.add_command(_command)
 

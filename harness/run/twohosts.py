@@ -1,0 +1,181 @@
+"""Edge and cloud on two real machines: a case exported as a bundle, the two sides' files
+collected back into a run directory that `totals`, `plot`, `check` and `report` read as they
+read an emulated one.
+
+    python run_bench.py export scenarios/ci.yaml --case 0 --out bundle/
+    python run_bench.py collect bundle/edge bundle/cloud --out results/real/<name>
+
+The workers write all a run needs on their own, with no harness watching: every event with
+its time, `wire_totals` (bytes each way), `clock` (offset to the peer and round trip, at the
+start and at the end: the drift), then `end` on success or `error` with the reason. A worker
+killed outright writes neither: collect then says the case failed and why it thinks so.
+`collect` derives the rest with the functions an emulated run uses: totals, the steady-state
+estimate, accuracy from the saved parts (this machine's copy of the dataset) and, in place of
+a link calibration, the link as the workers saw it: round trip and clock offset from their
+clock sync, goodput per direction from the largest messages.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import shutil
+from pathlib import Path
+
+from harness.config import case_from_dict
+from harness.errors import HarnessError
+from harness.files import write_json
+
+ROLES = ("edge", "cloud")
+COPIED = ("jsonl", "log")
+PART_FILES = ("edge_part.pt", "cloud_part.pt", "exit_head.pt")
+RUN_NAME = "two_machines"
+
+
+def _case_source(source: Path, index: int) -> dict:
+    """Case `index` of a scenario file (its expanded matrix) or of a run directory."""
+    if source.is_dir():
+        dirs = sorted(d for d in source.iterdir() if (d / "case.json").is_file())
+        if not 0 <= index < len(dirs):
+            raise HarnessError(f"--case {index}: {source} has cases 0 to {len(dirs) - 1}")
+        return json.loads((dirs[index] / "case.json").read_text())
+    from harness.config import load_scenario
+    cases = load_scenario(source)[0].cases()
+    if not 0 <= index < len(cases):
+        raise HarnessError(f"--case {index}: {source} expands to cases 0 to {len(cases) - 1}")
+    return cases[index].to_dict()
+
+
+def export_case(source: Path, index: int, out: Path) -> Path:
+    """OUT/edge/case.json, OUT/cloud/case.json (the same bytes), a fresh secret and
+    OUT/README.txt with each side's command. On real machines the compute is their own:
+    pacing, time dilation and device profiles are taken out (the README says which were)."""
+    from harness.workers.auth import write_secret
+    raw = _case_source(Path(source), index)
+    case = case_from_dict(raw)
+    compute = dataclasses.replace(case.compute, pace=False, pace_s=None, dilation=1.0,
+                                  edge_device=None, cloud_device=None)
+    real = dataclasses.replace(case, compute=compute, link=None)
+    if out.exists() and any(out.iterdir()):
+        raise HarnessError(f"--out {out}: exists and is not empty")
+    text = json.dumps(real.to_dict(), indent=2)
+    for role in ROLES:
+        (out / role).mkdir(parents=True, exist_ok=True)
+        (out / role / "case.json").write_text(text)
+    write_secret(out / "hierbench.secret")
+    dropped = [f"{k}={getattr(case.compute, k)!r}" for k in ("pace", "dilation", "edge_device",
+                                                            "cloud_device")
+               if getattr(case.compute, k) != getattr(compute, k)]
+    (out / "README.txt").write_text(
+        f"hierbench case {real.label} on two machines (case {index} of {source}).\n"
+        f"Copy edge/ to the edge machine, cloud/ to the cloud machine, and hierbench.secret "
+        f"to both (over SSH; mode 0600).\n"
+        f"cloud: HIERBENCH_SECRET_FILE=hierbench.secret .venv/bin/python -m "
+        f"harness.workers.cloud --case-dir cloud/ --listen 0.0.0.0:5555\n"
+        f"edge:  HIERBENCH_SECRET_FILE=hierbench.secret .venv/bin/python -m "
+        f"harness.workers.edge --case-dir edge/ --connect CLOUD_IP:5555\n"
+        f"then bring both directories to one machine and run: .venv/bin/python run_bench.py "
+        f"collect edge/ cloud/ --out results/{RUN_NAME}/<name>\n"
+        + (f"Taken out for real hardware: {', '.join(dropped)}.\n" if dropped else ""))
+    return out
+
+
+def worker_status(events, role: str) -> tuple[str, str]:
+    """ok, or failed with the worker's own reason (its `error` event, else what is missing)."""
+    mine = events[events["role"] == role]
+    errors = mine[mine["event"] == "error"]
+    if len(errors):
+        return "failed", f"{role}: {errors.iloc[-1].get('message', '')}"
+    if mine.empty:
+        return "failed", f"no {role}.jsonl: the {role} worker did not run or its log was not copied"
+    if not (mine["event"] == "end").any():
+        return "failed", (f"{role}.jsonl has no 'end' event: the {role} worker was killed or "
+                          f"is still running")
+    return "ok", ""
+
+
+def observed_link(events) -> dict:
+    """The link as the workers saw it: RTT and clock offset from the edge's clock sync (start,
+    end: the drift), goodput per direction from the largest message (bytes over its send
+    start to its receive end, so it includes one one-way delay)."""
+    clocks = events[(events["role"] == "edge") & (events["event"] == "clock")]
+    out: dict = {"measured_by": "the workers' own events (clock sync and messages); no "
+                                "ping or iperf3 run"}
+    for _, c in clocks.iterrows():
+        out[f"rtt_{c['phase']}_ms"] = 1000 * float(c.get("rtt_s", float("nan")))
+        out[f"clock_offset_{c['phase']}_s"] = float(c.get("offset_s", float("nan")))
+    if {"clock_offset_start_s", "clock_offset_end_s"} <= out.keys() and len(clocks) == 2:
+        span = float(clocks["t"].iloc[1] - clocks["t"].iloc[0])
+        out["clock_drift_ppm"] = 1e6 * (out["clock_offset_end_s"] - out["clock_offset_start_s"]) / span
+    sends = events[events["event"] == "send"]
+    recvs = events[events["event"] == "recv"]
+    for direction, sender, receiver in (("up", "edge", "cloud"), ("down", "cloud", "edge")):
+        s = sends[sends["role"] == sender].dropna(subset=["step"])
+        r = recvs[recvs["role"] == receiver].dropna(subset=["step"])
+        if s.empty or r.empty:
+            continue
+        big = s.loc[s["bytes_payload"].idxmax()]
+        got = r[r["step"] == big["step"]]
+        if len(got):
+            seconds = float(got["t_end"].iloc[0] - big["t_start"])
+            size = float(big["bytes_payload"] + big.get("bytes_framing", 0))
+            out[f"{direction}_message_mbps"] = size * 8 / seconds / 1e6 if seconds > 0 else None
+            out[f"{direction}_message_bytes"] = int(size)
+    return out
+
+
+def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> Path:
+    """Assemble OUT as a one-case run directory from the two workers' directories."""
+    from harness.analysis.summary import build_summary
+    from harness.analysis.totals import load_events, steady, totals
+    from harness.machine import cpu_model, git_state, versions
+    from harness.run.rundir import write_state
+    from harness.workers.events import SCHEMA_VERSION
+    from harness.train.batches import batches_per_epoch, load_case_data
+    from harness.workers.common import load_case
+    (case, edge_hash), (_, cloud_hash) = load_case(edge_dir), load_case(cloud_dir)
+    if edge_hash != cloud_hash:
+        raise HarnessError(f"{edge_dir}/case.json and {cloud_dir}/case.json differ: not one case")
+    if out.exists() and any(out.iterdir()):
+        raise HarnessError(f"--out {out}: exists and is not empty")
+    case = dataclasses.replace(case, link=link)
+    case_dir = out / f"000-{case.label}-r0"
+    case_dir.mkdir(parents=True)
+    write_json(case_dir / "case.json", case.to_dict(), indent=2)
+    for role, src in zip(ROLES, (edge_dir, cloud_dir)):
+        for name in [f"{role}.{ext}" for ext in COPIED] + list(PART_FILES):
+            if (src / name).is_file() and not (case_dir / name).exists():
+                shutil.copyfile(src / name, case_dir / name)
+    events = load_events(case_dir)
+    roles = ("edge",) if case.method == "edge" else ROLES
+    verdicts = [worker_status(events, role) for role in roles]
+    failed = [reason for status, reason in verdicts if status != "ok"]
+    write_json(case_dir / "status.json", {"status": "failed" if failed else "ok",
+                                          "reason": "; ".join(failed)})
+    result = totals(events)
+    write_json(case_dir / "totals.json", result, indent=2)
+    train, test = load_case_data(case)
+    n_full = batches_per_epoch(case, len(train)) * case.training.epochs
+    write_json(case_dir / "case_info.json", {
+        "rep": 0, "full_steps": n_full, "measured_steps": result["steps"],
+        "budget_steps": n_full, "launcher": "two machines (collected)", "dilation": 1.0,
+        "stopped_early": False, "steady": steady(events, n_full, case.method)})
+    write_json(case_dir / "linkcheck.json", {"link": link, "observed": observed_link(events)},
+               indent=2)
+    if not failed:
+        from harness.run.case import evaluate_case
+        acc = evaluate_case(case, case_dir, train, test)
+        acc.update(test_samples=len(test), acc_source=f"measured: the two-machine run's final "
+                                                       f"weights, {len(test)} test samples")
+        write_json(case_dir / "accuracy.json", acc)
+    commit, dirty = git_state()
+    write_json(out / "meta.json", {
+        "schema_version": SCHEMA_VERSION, "git_commit": commit, "git_dirty": dirty,
+        "collected_on": platform.node(), "cpu_model_collector": cpu_model(),
+        "versions": versions(), "emulation": "none: two real machines",
+        "edge_dir": str(edge_dir), "cloud_dir": str(cloud_dir)}, indent=2)
+    (out / "scenario.yaml").write_text(json.dumps({"name": RUN_NAME, "links": [link]}) + "\n")
+    write_state(out, "complete", cases_total=1, cases_ok=0 if failed else 1,
+                cases_failed=1 if failed else 0)
+    build_summary(out, RUN_NAME).to_csv(out / "summary.csv", index=False)
+    return out
