@@ -91,3 +91,45 @@ def test_a_missing_side_fails_the_case_with_the_reason(bundle, tmp_path):
                                      .replace('"seed": 0', '"seed": 1'))
     bad = cli("collect", bundle / "edge", other, "--out", tmp_path / "run2")
     assert bad.returncode == 2 and "not one case" in bad.stderr
+
+
+@pytest.mark.root
+def test_the_steps_between_two_unshaped_mininet_hosts(tmp_path):
+    """Two Mininet hosts on a plain veth pair (no shaping, no harness emulation): the README's
+    commands run in each host; collect gives a run whose link is observed, not configured."""
+    pytest.importorskip("mininet", reason="Mininet not installed")
+    from mininet.net import Mininet
+
+    from harness.emulation.netclean import leftovers
+    out = tmp_path / "bundle"
+    assert cli("export", "scenarios/ci.yaml", "--case", "1", "--out", out).returncode == 0
+    env = {**os.environ, "HIERBENCH_SECRET_FILE": str(out / "hierbench.secret")}
+    net = Mininet(controller=None, build=False)
+    try:
+        edge_host, cloud_host = net.addHost("edge", ip="10.0.0.1/24"), net.addHost("cloud", ip="10.0.0.2/24")
+        net.addLink(edge_host, cloud_host)
+        net.build()
+        python = [sys.executable, "-m"]
+        cloud = cloud_host.popen(python + ["harness.workers.cloud", "--case-dir", str(out / "cloud"),
+                                           "--listen", "0.0.0.0:5555"], env=env, text=True)
+        assert cloud.stdout.readline().startswith("READY"), cloud.stderr.read()
+        edge = edge_host.popen(python + ["harness.workers.edge", "--case-dir", str(out / "edge"),
+                                         "--connect", "10.0.0.2:5555"], env=env, text=True)
+        assert edge.wait(timeout=600) == 0, edge.stderr.read()
+        assert cloud.wait(timeout=60) == 0, cloud.stderr.read()
+    finally:
+        net.stop()
+    assert leftovers() == []
+    run_dir = tmp_path / "run"
+    done = cli("collect", out / "edge", out / "cloud", "--out", run_dir)
+    assert done.returncode == 0, done.stderr
+    case_dir = next(run_dir.glob("000-*"))
+    assert json.loads((case_dir / "status.json").read_text())["status"] == "ok"
+    raw = totals(_events(out, tmp_path / "both"))
+    assert json.loads((case_dir / "totals.json").read_text()) == json.loads(json.dumps(raw))
+    assert raw["steps"] == 50 and raw["bytes_down_total"] > 0              # case 1: split
+    link = json.loads((case_dir / "linkcheck.json").read_text())["observed"]
+    assert link["up_message_mbps"] > 10 and link["down_message_mbps"] > 10
+    profile = (run_dir / "observed_profile.yaml").read_text()
+    assert "real_observed" in profile
+    assert cli("report", run_dir).returncode == 0

@@ -204,3 +204,30 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                          "run_b": vb, "ci_b": cb, "diff_points": 100 * (vb - va),
                          "cis_overlap": overlap})
     return pd.DataFrame(rows)
+
+
+STAGE_COLUMNS = ("edge_compute_s", "uplink_s", "cloud_compute_s", "downlink_s", "wall_s")
+
+
+def stage_errors(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Per case and stage, seconds per batch in run A and run B and B's error against A (B an
+    emulation of the real run A, say). Cases pair on model, split, codec and method, and on the
+    link too when the two runs share a link name (a real run's link has its own name)."""
+    keys = ["arch", "split", "codec", "method"]
+    if set(a["link"].dropna()) & set(b["link"].dropna()):
+        keys.append("link")
+
+    def per_batch(df: pd.DataFrame) -> pd.DataFrame:
+        ok = df[(df["status"] == "ok") & (df["steps"] > 0)]
+        return ok.assign(**{c: ok[c] / ok["steps"] for c in STAGE_COLUMNS}).groupby(
+            keys, dropna=False)[list(STAGE_COLUMNS)].median()
+    both = per_batch(a).join(per_batch(b), lsuffix="_a", rsuffix="_b", how="inner")
+    rows = []
+    for key, r in both.iterrows():
+        for col in STAGE_COLUMNS:
+            va, vb = r[f"{col}_a"], r[f"{col}_b"]
+            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                         "stage": col.removesuffix("_s").replace("_", " "),
+                         "A ms/batch": 1000 * va, "B ms/batch": 1000 * vb,
+                         "B / A": f"{vb / va - 1:+.1%}" if va > 0 else "-"})
+    return pd.DataFrame(rows)

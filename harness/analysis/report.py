@@ -229,7 +229,7 @@ def write_report(run_dir: Path, summary: pd.DataFrame, path: Path | None = None)
 def compare_page(run_a: Path, a: pd.DataFrame, run_b: Path, b: pd.DataFrame) -> str:
     """Two runs side by side: each case's runtime and hierarchical's gains, a difference
     flagged where it is larger than the two CIs together."""
-    from harness.analysis.compare import compare_runs
+    from harness.analysis.compare import compare_runs, stage_errors
     keys = CASE_KEYS
     cols = keys + ["est_full_wall_s", "est_full_wall_ci_s"]
     ok_a, ok_b = (df[df["status"] == "ok"][[c for c in cols if c in df]] for df in (a, b))
@@ -257,6 +257,9 @@ def compare_page(run_a: Path, a: pd.DataFrame, run_b: Path, b: pd.DataFrame) -> 
     body = (f"<h1>hierbench: {esc(title)}</h1><p class=\"answer\">{flagged} difference(s) "
             f"larger than their CIs.</p><h2>Runtime per case</h2>"
             + (_table(pd.DataFrame(rows)) if rows else "<p>No case in common.</p>")
+            + "<h2>Per stage</h2><p>Each stage's busy time per batch (the wall time per "
+            "batch last; medians over repetitions): B against A, e.g. an emulated run "
+            "against the real one it copies.</p>" + _table(stage_errors(a, b))
             + "<h2>Hierarchical training's gains</h2>"
             + (_table(gains) if not gains.empty else "<p>No gains in common.</p>")
             + "<h2>Provenance</h2><h3>A</h3>" + provenance(run_a) + "<h3>B</h3>" + provenance(run_b))

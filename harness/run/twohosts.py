@@ -124,6 +124,28 @@ def observed_link(events) -> dict:
     return out
 
 
+def observed_profile(observed: dict, link: str) -> dict | None:
+    """A link profile with the numbers the workers observed (for an emulated run of the same
+    case to compare with): each direction's message goodput (up's where down carried no
+    message), half the round trip each way; None without an uplink message or a round trip."""
+    up, rtt = observed.get("up_message_mbps"), observed.get("rtt_start_ms")
+    if not up or rtt is None or rtt != rtt:
+        return None
+    down = observed.get("down_message_mbps")
+    said = "collect: observed by the two-machine run's workers"
+    return {"name": f"{link}_observed", "up_mbps": round(up, 3),
+            "down_mbps": round(down or up, 3), "up_delay_ms": round(rtt / 2, 3),
+            "down_delay_ms": round(rtt / 2, 3), "jitter_ms": 0, "loss_pct": 0,
+            "queue_packets": 1000, "source": {
+                "up_mbps": f"{said}: the largest uplink message's goodput",
+                "down_mbps": f"{said}: the largest downlink message's goodput" if down else
+                             f"{said}: no downlink message, set to the uplink's",
+                "up_delay_ms": f"{said}: half the clock sync's round trip",
+                "down_delay_ms": f"{said}: half the clock sync's round trip",
+                "jitter_ms": "not observed: 0", "loss_pct": "not observed: 0",
+                "queue_packets": "chosen: large enough not to drop at these rates"}}
+
+
 def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> Path:
     """Assemble OUT as a one-case run directory from the two workers' directories."""
     from harness.analysis.summary import build_summary
@@ -160,8 +182,11 @@ def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> P
         "rep": 0, "full_steps": n_full, "measured_steps": result["steps"],
         "budget_steps": n_full, "launcher": "two machines (collected)", "dilation": 1.0,
         "stopped_early": False, "steady": steady(events, n_full, case.method)})
-    write_json(case_dir / "linkcheck.json", {"link": link, "observed": observed_link(events)},
-               indent=2)
+    observed = observed_link(events)
+    write_json(case_dir / "linkcheck.json", {"link": link, "observed": observed}, indent=2)
+    if profile := observed_profile(observed, link):
+        import yaml
+        (out / "observed_profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     if not failed:
         from harness.run.case import evaluate_case
         acc = evaluate_case(case, case_dir, train, test)
