@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
+import yaml
 
 from harness.analysis.totals import load_events, totals
 from harness.paths import FASHION_MNIST_DIR
@@ -117,6 +119,16 @@ def test_the_steps_between_two_unshaped_mininet_hosts(tmp_path):
                                          "--connect", "10.0.0.2:5555"], env=env, text=True)
         assert edge.wait(timeout=600) == 0, edge.stderr.read()
         assert cloud.wait(timeout=60) == 0, cloud.stderr.read()
+        server = cloud_host.popen(["iperf3", "-s"], text=True)     # the link, as README.txt says
+        try:
+            time.sleep(0.5)
+            for line in ("iperf3 -c 10.0.0.2 -t 2 -J > {}/iperf3_up.json",
+                         "iperf3 -c 10.0.0.2 -t 2 -R -J > {}/iperf3_down.json",
+                         "ping -c 10 -i 0.2 10.0.0.2 > {}/ping.txt"):
+                edge_host.cmd(line.format(out / "edge"))
+        finally:
+            server.kill()
+            server.wait()
     finally:
         net.stop()
     assert leftovers() == []
@@ -130,6 +142,10 @@ def test_the_steps_between_two_unshaped_mininet_hosts(tmp_path):
     assert raw["steps"] == 50 and raw["bytes_down_total"] > 0              # case 1: split
     link = json.loads((case_dir / "linkcheck.json").read_text())["observed"]
     assert link["up_message_mbps"] > 10 and link["down_message_mbps"] > 10
-    profile = (run_dir / "observed_profile.yaml").read_text()
-    assert "real_observed" in profile
+    tools = link["tools"]
+    assert tools["up_iperf3_mbps"] > 100 and tools["down_iperf3_mbps"] > 100
+    assert tools["ping_probes"] == 10 and 0 < tools["rtt_ping_ms"] < 5
+    profile = yaml.safe_load((run_dir / "observed_profile.yaml").read_text())
+    assert profile["name"] == "real_observed" and "iperf3's goodput" in profile["source"]["up_mbps"]
+    assert profile["up_mbps"] == round(tools["up_iperf3_mbps"], 3)
     assert cli("report", run_dir).returncode == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def export_case(source: Path, index: int, out: Path) -> Path:
         f"harness.workers.cloud --case-dir cloud/ --listen 0.0.0.0:5555\n"
         f"edge:  HIERBENCH_SECRET_FILE=hierbench.secret .venv/bin/python -m "
         f"harness.workers.edge --case-dir edge/ --connect CLOUD_IP:5555\n"
+        f"the link, measured from the edge while the cloud runs iperf3 -s (optional; collect "
+        f"reads the files): iperf3 -c CLOUD_IP -t 10 -J > edge/iperf3_up.json; iperf3 -c "
+        f"CLOUD_IP -t 10 -R -J > edge/iperf3_down.json; ping -c 20 -i 0.2 CLOUD_IP > "
+        f"edge/ping.txt\n"
         f"then bring both directories to one machine and run: .venv/bin/python run_bench.py "
         f"collect edge/ cloud/ --out results/{RUN_NAME}/<name>\n"
         + (f"Taken out for real hardware: {', '.join(dropped)}.\n" if dropped else ""))
@@ -124,25 +129,64 @@ def observed_link(events) -> dict:
     return out
 
 
+TOOL_FILES = {"up": "iperf3_up.json", "down": "iperf3_down.json", "ping": "ping.txt"}
+MAX_TOOL_FILE_B = 4 << 20
+
+
+def tool_measurements(edge_dir: Path) -> dict:
+    """What iperf3 and ping measured between the machines, from the files the bundle's
+    README has the edge write (each optional; a file that is not what it should be is named
+    in a one-line error)."""
+    out = {}
+    for direction in ("up", "down"):
+        path = edge_dir / TOOL_FILES[direction]
+        if not path.is_file():
+            continue
+        try:
+            if path.stat().st_size > MAX_TOOL_FILE_B:
+                raise ValueError("too large")
+            bps = json.loads(path.read_text())["end"]["sum_received"]["bits_per_second"]
+            if isinstance(bps, bool) or not isinstance(bps, (int, float)) or not 0 < bps < 1e13:
+                raise ValueError(bps)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise HarnessError(f"{path}: not the JSON report of iperf3 -J (end.sum_received."
+                               f"bits_per_second)") from None
+        out[f"{direction}_iperf3_mbps"] = bps / 1e6
+    ping = edge_dir / TOOL_FILES["ping"]
+    if ping.is_file() and ping.stat().st_size <= MAX_TOOL_FILE_B:
+        times = sorted(float(t) for t in re.findall(r"time=([0-9.]+) ms", ping.read_text()))
+        if not times:
+            raise HarnessError(f"{ping}: no 'time=... ms' line: not the output of ping")
+        out["rtt_ping_ms"], out["ping_probes"] = times[len(times) // 2], len(times)
+    return out
+
+
 def observed_profile(observed: dict, link: str) -> dict | None:
-    """A link profile with the numbers the workers observed (for an emulated run of the same
-    case to compare with): each direction's message goodput (up's where down carried no
-    message), half the round trip each way; None without an uplink message or a round trip."""
-    up, rtt = observed.get("up_message_mbps"), observed.get("rtt_start_ms")
+    """A link profile with the numbers measured between the machines, for an emulated run of
+    the same case to compare with: iperf3's goodput and ping's median round trip where the
+    edge ran them, else the workers' own (message goodput, up's where down carried no
+    message; the clock sync's round trip); None without an uplink rate or a round trip."""
+    tools = observed.get("tools") or {}
+    up = tools.get("up_iperf3_mbps") or observed.get("up_message_mbps")
+    rtt = tools.get("rtt_ping_ms") or observed.get("rtt_start_ms")
     if not up or rtt is None or rtt != rtt:
         return None
-    down = observed.get("down_message_mbps")
-    said = "collect: observed by the two-machine run's workers"
+    down = tools.get("down_iperf3_mbps") or observed.get("down_message_mbps")
+    said = ("collect: iperf3 and ping between the machines" if tools else
+            "collect: observed by the two-machine run's workers")
+    what = {"up": "iperf3's goodput" if tools.get("up_iperf3_mbps") else
+            "the largest uplink message's goodput",
+            "down": "iperf3 -R's goodput" if tools.get("down_iperf3_mbps") else
+            "the largest downlink message's goodput" if down else "not measured: the uplink's",
+            "rtt": "half ping's median round trip" if tools.get("rtt_ping_ms") else
+            "half the clock sync's round trip"}
     return {"name": f"{link}_observed", "up_mbps": round(up, 3),
             "down_mbps": round(down or up, 3), "up_delay_ms": round(rtt / 2, 3),
             "down_delay_ms": round(rtt / 2, 3), "jitter_ms": 0, "loss_pct": 0,
             "queue_packets": 1000, "source": {
-                "up_mbps": f"{said}: the largest uplink message's goodput",
-                "down_mbps": f"{said}: the largest downlink message's goodput" if down else
-                             f"{said}: no downlink message, set to the uplink's",
-                "up_delay_ms": f"{said}: half the clock sync's round trip",
-                "down_delay_ms": f"{said}: half the clock sync's round trip",
-                "jitter_ms": "not observed: 0", "loss_pct": "not observed: 0",
+                "up_mbps": f"{said}: {what['up']}", "down_mbps": f"{said}: {what['down']}",
+                "up_delay_ms": f"{said}: {what['rtt']}", "down_delay_ms": f"{said}: {what['rtt']}",
+                "jitter_ms": "not measured: 0", "loss_pct": "not measured: 0",
                 "queue_packets": "chosen: large enough not to drop at these rates"}}
 
 
@@ -183,6 +227,8 @@ def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> P
         "budget_steps": n_full, "launcher": "two machines (collected)", "dilation": 1.0,
         "stopped_early": False, "steady": steady(events, n_full, case.method)})
     observed = observed_link(events)
+    if tools := tool_measurements(edge_dir):
+        observed["tools"] = tools
     write_json(case_dir / "linkcheck.json", {"link": link, "observed": observed}, indent=2)
     if profile := observed_profile(observed, link):
         import yaml
