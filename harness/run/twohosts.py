@@ -180,8 +180,14 @@ def observed_profile(observed: dict, link: str) -> dict | None:
             "the largest downlink message's goodput" if down else "not measured: the uplink's",
             "rtt": "half ping's median round trip" if tools.get("rtt_ping_ms") else
             "half the clock sync's round trip"}
-    return {"name": f"{link}_observed", "up_mbps": round(up, 3),
-            "down_mbps": round(down or up, 3), "up_delay_ms": round(rtt / 2, 3),
+    from harness.emulation.links import MAX_MBPS
+    rates = {d: round(r, 3) for d, r in (("up", up), ("down", down or up))}
+    for d, rate in rates.items():
+        if rate > MAX_MBPS:        # the emulator's ceiling: said in the profile's source
+            what[d] += f" ({rate:g} Mbit/s, capped at the emulator's {MAX_MBPS:g})"
+            rates[d] = MAX_MBPS
+    return {"name": f"{link}_observed", "up_mbps": rates["up"],
+            "down_mbps": rates["down"], "up_delay_ms": round(rtt / 2, 3),
             "down_delay_ms": round(rtt / 2, 3), "jitter_ms": 0, "loss_pct": 0,
             "queue_packets": 1000, "source": {
                 "up_mbps": f"{said}: {what['up']}", "down_mbps": f"{said}: {what['down']}",
