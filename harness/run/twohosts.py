@@ -235,6 +235,8 @@ def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> P
     observed = observed_link(events)
     if tools := tool_measurements(edge_dir):
         observed["tools"] = tools
+        observed["measured_by"] = ("tools: iperf3 and ping run from the edge; the rest: the "
+                                   "workers' own events (clock sync and messages)")
     write_json(case_dir / "linkcheck.json", {"link": link, "observed": observed}, indent=2)
     if profile := observed_profile(observed, link):
         import yaml
