@@ -60,6 +60,15 @@ install_venv() {
     touch "$stamp"
 }
 
+# Ray, for sweeps across a cluster (run --cluster): only when asked (make setup-cluster).
+install_cluster() {
+    [ "${HIERBENCH_CLUSTER:-0}" = 1 ] || return 0
+    "$VENV/bin/python" -c "import ray" 2>/dev/null && return 0
+    echo "bootstrap: installing Ray into $VENV (run --cluster)"
+    "$VENV/bin/pip" install -q "ray>=2.9"
+}
+
 install_apt
 install_optional_apt
 install_venv
+install_cluster

@@ -206,22 +206,26 @@ def test_udp_probe_datagrams_stay_near_the_packet_rate_cap():
 
 
 def test_fifo_directories_of_a_dead_harness_are_leftovers_and_cleaned(monkeypatch, tmp_path):
-    """A killed harness leaves its workers' FIFO directory (harness.run.prefork): netclean
-    lists and removes it once the pid in its name is gone, never a live harness's."""
+    """A killed harness leaves its workers' FIFO directory (harness.run.prefork), a killed
+    cluster task its scratch run directory: netclean lists and removes them once the pid in
+    the name is gone, never a live process's."""
     import tempfile
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     dead = tmp_path / "hierbench-fifo-999999999-edge-abc"
+    scratch = tmp_path / "hierbench-node-999999998-xyz"
     live = tmp_path / f"hierbench-fifo-{os.getpid()}-cloud-def"
-    for path in (dead, live):
+    for path in (dead, scratch, live):
         path.mkdir()
         (path / "0.stdout").write_text("")
-    assert netclean._fifo_dirs() == [dead]
+    assert netclean._orphan_dirs() == [("FIFO directory", dead),
+                                       ("node scratch directory", scratch)]
     monkeypatch.setattr(netclean, "_processes", lambda: [])
     monkeypatch.setattr(netclean, "_links", lambda: [])
     monkeypatch.setattr(netclean, "_rules", lambda: [])
     monkeypatch.setattr(netclean, "remove_cgroups", lambda: [])
-    assert netclean.clean() == [f"deleted FIFO directory {dead}"]
-    assert not dead.exists() and live.exists()
+    assert netclean.clean() == [f"deleted FIFO directory {dead}",
+                                f"deleted node scratch directory {scratch}"]
+    assert not dead.exists() and not scratch.exists() and live.exists()
 
 
 def test_doctor_report_format():

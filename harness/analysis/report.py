@@ -116,6 +116,10 @@ def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:
         for _, row in summary[summary["predicted_err"].abs() > MODEL_MISS].iterrows():
             out.append(f"Model: {row['method']} on {row['link']} predicted "
                        f"{row['predicted_err']:+.1%} from its measured window")
+    for _, row in summary[summary.get("gain_nodes", pd.Series("", index=summary.index))
+                          .fillna("").astype(str) != ""].iterrows():
+        out.append(f"Gain of hierarchical on {row['link']} compares runs on different cluster "
+                   f"nodes ({row['gain_nodes'].strip('; ')}): comparable only through calibration")
     if "extrapolated" in summary and summary["extrapolated"].fillna(False).astype(bool).any():
         out.append("Runtimes are estimated for the full budget from the measured batches "
                    "(see the notes under the tables).")

@@ -79,6 +79,7 @@ def _row(case_dir: Path, scenario: str) -> dict:
                                   "(it sends nothing over the link)")
     if row.get("paced_steps"):
         row["runtime_source"] += "; compute paced to the runtime model's step times"
+    row["node"] = (_read_json(case_dir / "node.json") or {}).get("host", "")   # cluster runs
     row["predicted_s"] = info.get("predicted_s")
     row["predicted_full_s"] = info.get("predicted_full_s")
     row["predicted_device_full_s"] = info.get("predicted_device_full_s")
@@ -151,15 +152,19 @@ def _add_gains(df: pd.DataFrame) -> pd.DataFrame:
     keyed = df.assign(link=df["link"].fillna("-"))
     tables = {col: keyed.pivot_table(index=GROUP, columns="method", values=col, aggfunc="first",
                                      dropna=False)
-              for col in ("est_full_wall_s", "est_full_wall_ci_s", "wall_s", "steady")}
+              for col in ("est_full_wall_s", "est_full_wall_ci_s", "wall_s", "steady", "node")}
     for base in BASELINES:
         for suffix in ("", "_ci", "_window"):
             df[f"gain_vs_{base}{suffix}"] = float("nan")
+    df["gain_nodes"] = ""       # a gain whose two sides ran on different cluster nodes: named
     for idx, row in keyed[keyed["method"] == "hierarchical"].iterrows():
         key = tuple(row[g] for g in GROUP)
         if key not in tables["wall_s"].index:
             continue
         for base in (b for b in BASELINES if b in tables["wall_s"].columns):
+            other_node = tables["node"].loc[key, base]
+            if isinstance(other_node, str) and other_node and other_node != row["node"]:
+                df.loc[idx, "gain_nodes"] += f"vs {base}: {row['node']} / {other_node}; "
             window = 1 - row["wall_s"] / tables["wall_s"].loc[key, base]
             df.loc[idx, f"gain_vs_{base}_window"] = window
             if not (row["steady"] and tables["steady"].loc[key, base] == 1):

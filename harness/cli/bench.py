@@ -59,11 +59,14 @@ def _summary(run_dir: str):
 @click.option("--no-plots", is_flag=True)
 @click.option("--stop-on-failure", is_flag=True,
               help="stop the sweep at the first failed case (default: record it, go on)")
+@click.option("--cluster", default=None, metavar="ADDRESS",
+              help="run each link's cases on a node of this Ray cluster ('local': a "
+                   "one-machine cluster); needs Ray (make setup-cluster)")
 @click.option("--resume", "resume_dir", default=None, metavar="RUN_DIR",
               type=click.Path(file_okay=False, path_type=str),
               help="continue a partial or abandoned run: skip its finished cases, rerun the rest")
 def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, stop_on_failure,
-        resume_dir) -> None:
+        cluster, resume_dir) -> None:
     """Run a scenario: every case under every link profile; write results and plots."""
     from harness.config import load_scenario
     from harness.run.rundir import mark_abandoned
@@ -72,9 +75,14 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
         raise HarnessError("run: give a SCENARIO_FILE, or --resume RUN_DIR")
     if overrides and resume_dir and scenario_file is None:
         raise HarnessError("--resume with --set: give the scenario file the run was made from")
+    if cluster is not None:
+        from harness.run.cluster import ray_module
+        if loopback:
+            raise HarnessError("--cluster runs under Mininet on its nodes: drop --loopback")
+        ray_module()                                 # not installed: say how, before any work
     scenario, raw = load_scenario(scenario_file, list(overrides)) if scenario_file else (None, None)
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
-                   plots=not no_plots, stop_on_failure=stop_on_failure,
+                   plots=not no_plots, stop_on_failure=stop_on_failure, cluster=cluster,
                    echo=lambda s: click.echo(s, err=True))
     for line in mark_abandoned():
         click.echo(line, err=True)

@@ -94,6 +94,9 @@ def _kernel_rows() -> list[tuple[str, bool, str]]:
     ]
 
 
+OPTIONAL_RAY = "python: ray (optional)"
+
+
 def checks() -> list[tuple[str, bool, str]]:
     """All checks, in the order a user would fix them."""
     root = os.geteuid() == 0
@@ -115,6 +118,9 @@ def checks() -> list[tuple[str, bool, str]]:
     data_ok = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file()
     rows.append(("Fashion-MNIST", data_ok, str(FASHION_MNIST_DIR) if data_ok else
                  "missing: apt-get install dataset-fashion-mnist"))
+    ray = _python_pkg("ray", "make setup-cluster")
+    rows.append((OPTIONAL_RAY, ray[1], ray[2] if ray[1] else "not installed (only run --cluster "
+                 "needs it): make setup-cluster"))
     return rows
 
 
@@ -130,14 +136,16 @@ def format_report(rows: list[tuple[str, bool, str]]) -> str:
     width = max(len(name) for name, _, _ in rows)
     lines = []
     for name, ok, detail in rows:
-        mark = "ok" if ok else ("--" if name == "sch_netem" and emulation_ok(rows) else "MISSING")
+        optional = name == OPTIONAL_RAY or (name == "sch_netem" and emulation_ok(rows))
+        mark = "ok" if ok else ("--" if optional else "MISSING")
         lines.append(f"{name:<{width}}  {mark:<7}  {detail}")
     return "\n".join(lines)
 
 
 def all_ok(rows: list[tuple[str, bool, str]]) -> bool:
     """Everything required is there: every check but netem (NFQUEUE stands in), and delay."""
-    return all(ok for name, ok, _ in rows if name != "sch_netem") and emulation_ok(rows)
+    return (all(ok for name, ok, _ in rows if name not in ("sch_netem", OPTIONAL_RAY))
+            and emulation_ok(rows))
 
 
 def main() -> int:

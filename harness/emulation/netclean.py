@@ -5,8 +5,9 @@
 Ours means: Mininet shells of hosts `edge`/`cloud`, processes carrying the marker environment
 variable the topology sets, `harness.emulation.delayd` anywhere, edge/cloud workers
 outside the root network namespace, links `edge-eth*`/`cloud-eth*`, the hosts' CPU cgroups,
-iptables rules tagged `hierbench`, and worker FIFO directories whose harness is gone
-(`/tmp/hierbench-fifo-<pid>-*`). Unlike `mn -c` it never kills by broad name, so another
+iptables rules tagged `hierbench`, and worker FIFO directories and cluster nodes' scratch
+run directories whose owner is gone (`/tmp/hierbench-fifo-<pid>-*`, `/tmp/hierbench-node-
+<pid>-*`). Unlike `mn -c` it never kills by broad name, so another
 Mininet user on the machine is left alone. Every process is addressed by its pid.
 """
 from __future__ import annotations
@@ -124,18 +125,21 @@ def leftovers() -> list[str]:
     items += [f"link {name}" for name in _links()]
     items += [f"cgroup {path}" for path in _cgroups()]
     items += [f"iptables rule ({binary}): -A {rule}" for binary, rule in _rules()]
-    items += [f"FIFO directory {path}" for path in _fifo_dirs()]
+    items += [f"{what} {path}" for what, path in _orphan_dirs()]
     return items
 
 
-def _fifo_dirs() -> list[Path]:
-    """The worker FIFO directories (harness.run.prefork) whose harness process is gone."""
+def _orphan_dirs() -> list[tuple[str, Path]]:
+    """The worker FIFO directories (harness.run.prefork) and a cluster node's scratch run
+    directories (harness.run.cluster) whose owner process is gone (named by its pid)."""
+    from harness.run.cluster import SCRATCH_PREFIX
     from harness.run.prefork import FIFO_PREFIX
     found = []
-    for path in Path(tempfile.gettempdir()).glob(f"{FIFO_PREFIX}*"):
-        owner = path.name[len(FIFO_PREFIX):].split("-", 1)[0]
-        if path.is_dir() and not (owner.isdigit() and Path(f"/proc/{owner}").exists()):
-            found.append(path)
+    for what, prefix in (("FIFO directory", FIFO_PREFIX), ("node scratch directory", SCRATCH_PREFIX)):
+        for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            owner = path.name[len(prefix):].split("-", 1)[0]
+            if path.is_dir() and not (owner.isdigit() and Path(f"/proc/{owner}").exists()):
+                found.append((what, path))
     return found
 
 
@@ -161,9 +165,9 @@ def clean() -> list[str]:
     for binary, rule in _rules():
         if subprocess.run([binary, "-D", *rule.split()], capture_output=True).returncode == 0:
             removed.append(f"deleted iptables rule ({binary}): -A {rule}")
-    for path in _fifo_dirs():
+    for what, path in _orphan_dirs():
         shutil.rmtree(path, ignore_errors=True)
-        removed.append(f"deleted FIFO directory {path}")
+        removed.append(f"deleted {what} {path}")
     return removed
 
 

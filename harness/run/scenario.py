@@ -32,7 +32,6 @@ from harness.run import rundir
 from harness.run.progress import Progress, pace_text, steady_text
 from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
-from harness.run.rundir import new_run_dir, write_state
 from harness.run.virtual import resolve_dilation
 from harness.run.window import LinkClock, Window
 from harness.train.batches import batches_per_epoch, load_case_data
@@ -45,6 +44,7 @@ class Options:
     quiet: bool = False
     plots: bool = True
     stop_on_failure: bool = False     # True: the first failed case stops the sweep
+    cluster: str | None = None        # a Ray cluster's address, or local (harness.run.cluster)
     echo: Callable[[str], None] = print
 
 
@@ -155,6 +155,9 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
     from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
     from harness.run.computecheck import check_compute
     scenario, opts = run.scenario, run.opts
+    if opts.cluster:                                  # each link's cases on a node of its own
+        from harness.run.cluster import cluster_pass
+        return cluster_pass(run, todo)
     k = dilation_of(scenario.compute)
     for link_name in scenario.links:
         cases = [entry for entry in todo if entry[1].link == link_name]
@@ -215,9 +218,9 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
 def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
     """Run a whole scenario; returns the run directory (complete, or partial with a reason)."""
     scenario, profiles, train, test = preflight(scenario, opts)
-    emulation = ("mininet" if opts.emulate else
-                 "none: loopback TCP, no link shaping, no CPU shares (--loopback)")
-    run_dir = new_run_dir(scenario.name, extra_meta={"emulation": emulation,
+    emulation = ((f"mininet on the nodes of Ray cluster {opts.cluster}" if opts.cluster else "mininet")
+                 if opts.emulate else "none: loopback TCP, no link shaping, no CPU shares (--loopback)")
+    run_dir = rundir.new_run_dir(scenario.name, extra_meta={"emulation": emulation,
                                                       "scenario": scenario.name})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     opts.echo(f"run directory: {run_dir}")
@@ -256,8 +259,7 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
     need_accuracy = bool(todo) and run.accuracy is None and bool(_accuracy_keys(scenario))
     n_accuracy = len(_accuracy_keys(scenario)) if need_accuracy else 0
     run.progress = Progress(opts, len(todo) + n_accuracy)
-    write_state(run_dir, "running", cases_total=len(plan), harness=rundir.process_identity(),
-                **state)
+    rundir.write_state(run_dir, "running", cases_total=len(plan), harness=rundir.process_identity(), **state)
     # Both signals end the run cleanly, also where SIGINT arrives ignored (a job started in
     # the background by a non-interactive shell inherits SIG_IGN, and Python keeps it).
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -269,14 +271,14 @@ def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, HarnessError) else (
             "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-        write_state(run_dir, "partial", reason, **rundir.case_counts(run_dir, names))
+        rundir.write_state(run_dir, "partial", reason, **rundir.case_counts(run_dir, names))
         _summarize(run_dir, scenario, opts, partial=True)
         raise HarnessError(f"run stopped: {reason} (finished cases kept in {run_dir})") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     counts = rundir.case_counts(run_dir, names)
-    write_state(run_dir, "complete", **counts)
+    rundir.write_state(run_dir, "complete", **counts)
     _summarize(run_dir, scenario, opts, partial=counts["cases_failed"] > 0)
     return run_dir
 

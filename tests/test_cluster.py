@@ -1,0 +1,59 @@
+"""Sweeps on a Ray cluster: without Ray one line says how to install it; (root, Ray) the gate
+scenario, cut down, on a one-machine cluster gives a local run's cases, statuses and files."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GATE = ["scenarios/ci.yaml", "--set", "links=[wifi]", "--set", "repetitions=1",
+        "--set", "checks=[]", "--quiet", "--no-plots"]
+
+
+def _run(tmp_path, *extra, hide_ray=False):
+    env = {**os.environ, "HIERBENCH_RESULTS": str(tmp_path / "results")}
+    prelude = "import sys; sys.modules['ray'] = None; " if hide_ray else ""
+    code = (prelude + "from harness.cli import main; "
+            f"sys.exit(main({['run', *GATE, *extra]!r}))")
+    return subprocess.run([sys.executable, "-c", "import sys; " + code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_cluster_without_ray_says_how_to_install_it(tmp_path):
+    out = _run(tmp_path, "--cluster", "local", hide_ray=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "Ray is not installed: make setup-cluster" in out.stderr
+    assert not (tmp_path / "results").exists()                # refused before any work
+
+
+def _layout(run_dir):
+    """Case directories with their status and file names (node.json: the cluster's own)."""
+    return {d.name: (json.loads((d / "status.json").read_text())["status"],
+                     sorted(p.name for p in d.iterdir() if p.name != "node.json"))
+            for d in sorted(run_dir.iterdir()) if (d / "case.json").exists()}
+
+
+@pytest.mark.root
+@pytest.mark.usefixtures("nothing_left")
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray not installed (make setup-cluster installs it)")
+def test_gate_on_a_one_machine_cluster_matches_a_local_run(tmp_path):
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    for where, extra in ((local, ()), (cluster, ("--cluster", "local"))):
+        out = _run(where, *extra)
+        assert out.returncode == 0, out.stderr
+    runs = {w: next((w / "results" / "ci").iterdir()) for w in (local, cluster)}
+    assert _layout(runs[local]) == _layout(runs[cluster])
+    assert {s for s, _ in _layout(runs[cluster]).values()} == {"ok"}
+    top = {w: sorted(p.name for p in r.iterdir()) for w, r in runs.items()}
+    assert top[local] == top[cluster]
+    for case in (d for d in runs[cluster].iterdir() if (d / "case.json").exists()):
+        node = json.loads((case / "node.json").read_text())
+        assert node["host"] and node["cpu_model"] and node["ray_node_id"]
+    meta = json.loads((runs[cluster] / "meta.json").read_text())
+    assert meta["emulation"] == "mininet on the nodes of Ray cluster local"
+    assert list(runs[cluster].glob("*/node.json")) and not list(Path("/tmp").glob("hierbench-node-*"))
