@@ -31,13 +31,19 @@ from harness.errors import HarnessError
 from harness.files import write_json
 
 NODE_RESOURCE = "hierbench_node"
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"     # Ray's default place for the cluster's token
 SCRATCH_PREFIX = "hierbench-node-"   # + the task's pid: a killed task's is removed (netclean)
 INSTALL_HINT = ("Ray is not installed: make setup-cluster (or .venv/bin/pip install "
                 "'.[cluster]') on every machine")
 
 
 def ray_module():
-    """The ray package, or a one-line error saying how to install it."""
+    """The ray package, or a one-line error saying how to install it. With a cluster token at
+    hand, token authentication is on (Ray reads RAY_AUTH_MODE when it is imported; clusters
+    started by `ray start` since Ray 2.59 ask for the token)."""
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get(
+            "RAY_AUTH_TOKEN_PATH") or TOKEN_FILE.is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
@@ -51,13 +57,16 @@ def connect(address: str) -> list[dict]:
     ray = ray_module()
     quiet = {"logging_level": "ERROR", "log_to_driver": False}
     try:
-        if address == "local":
-            ray.init(num_cpus=os.cpu_count(), resources={NODE_RESOURCE: 1},
-                     include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
+        if not ray.is_initialized():
+            if address == "local":
+                ray.init(num_cpus=os.cpu_count(), resources={NODE_RESOURCE: 1},
+                         include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise HarnessError(f"--cluster {address}: cannot join ({str(exc).splitlines()[0]})") from None
+        raise HarnessError(f"--cluster {address}: cannot join ({str(exc).splitlines()[0]}; a "
+                           f"cluster with token authentication needs its token in "
+                           f"{TOKEN_FILE}: ray get-auth-token on the head)") from None
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get(NODE_RESOURCE)]
     if not nodes:
         raise HarnessError(f"--cluster {address}: no node offers '{NODE_RESOURCE}' (start each "
