@@ -57,3 +57,20 @@ def test_gate_on_a_one_machine_cluster_matches_a_local_run(tmp_path):
     meta = json.loads((runs[cluster] / "meta.json").read_text())
     assert meta["emulation"] == "mininet on the nodes of Ray cluster local"
     assert list(runs[cluster].glob("*/node.json")) and not list(Path("/tmp").glob("hierbench-node-*"))
+
+
+def test_a_gain_across_two_nodes_is_named(tmp_path):
+    """Cases of one link on two machines (a resumed cluster run): the gain says which."""
+    import shutil
+
+    from harness.analysis.summary import build_summary
+    from test_old_runs import FIXTURES
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURES / "old_run_v1", run_dir)
+    for case in run_dir.glob("0*"):
+        host = "node-b" if "3g-split" in case.name else "node-a"
+        (case / "node.json").write_text(json.dumps({"host": host}))
+    summary = build_summary(run_dir).set_index(["link", "method"])
+    assert summary.loc[("3g", "hierarchical"), "gain_nodes"] == "vs split: node-a / node-b; "
+    assert summary.loc[("wifi", "hierarchical"), "gain_nodes"] == ""
+    assert summary.loc[("3g", "split"), "node"] == "node-b"

@@ -48,12 +48,7 @@ def bundle(tmp_path_factory):
 
 def test_collected_run_has_every_number_the_harness_computes(bundle, tmp_path):
     run_dir = tmp_path / "results" / "two_machines" / "first"
-    done = cli("collect", bundle / "edge", bundle / "cloud", "--out", run_dir)
-    assert done.returncode == 0, done.stderr
-    case_dir = next(run_dir.glob("000-*"))
-    assert json.loads((case_dir / "status.json").read_text())["status"] == "ok"
-    raw = totals(_events(bundle, tmp_path / "both"))
-    assert json.loads((case_dir / "totals.json").read_text()) == json.loads(json.dumps(raw))
+    case_dir, raw = _collected(bundle, run_dir, tmp_path)
     table = cli("totals", run_dir)
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if "hierarchical" in line)
@@ -69,6 +64,17 @@ def test_collected_run_has_every_number_the_harness_computes(bundle, tmp_path):
     report = cli("report", run_dir)
     assert report.returncode == 0, report.stderr
     assert "real</b>" in (run_dir / "report.html").read_text()
+
+
+def _collected(bundle, run_dir, tmp_path):
+    """collect the bundle's two sides into run_dir: the case ok, its totals the harness's."""
+    done = cli("collect", bundle / "edge", bundle / "cloud", "--out", run_dir)
+    assert done.returncode == 0, done.stderr
+    case_dir = next(run_dir.glob("000-*"))
+    assert json.loads((case_dir / "status.json").read_text())["status"] == "ok"
+    raw = totals(_events(bundle, tmp_path / "both"))
+    assert json.loads((case_dir / "totals.json").read_text()) == json.loads(json.dumps(raw))
+    return case_dir, raw
 
 
 def _events(bundle, both):
@@ -133,12 +139,7 @@ def test_the_steps_between_two_unshaped_mininet_hosts(tmp_path):
         net.stop()
     assert leftovers() == []
     run_dir = tmp_path / "run"
-    done = cli("collect", out / "edge", out / "cloud", "--out", run_dir)
-    assert done.returncode == 0, done.stderr
-    case_dir = next(run_dir.glob("000-*"))
-    assert json.loads((case_dir / "status.json").read_text())["status"] == "ok"
-    raw = totals(_events(out, tmp_path / "both"))
-    assert json.loads((case_dir / "totals.json").read_text()) == json.loads(json.dumps(raw))
+    case_dir, raw = _collected(out, run_dir, tmp_path)
     assert raw["steps"] == 50 and raw["bytes_down_total"] > 0              # case 1: split
     link = json.loads((case_dir / "linkcheck.json").read_text())["observed"]
     assert link["up_message_mbps"] > 10 and link["down_message_mbps"] > 10
