@@ -116,8 +116,8 @@ def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:
         for _, row in summary[summary["predicted_err"].abs() > MODEL_MISS].iterrows():
             out.append(f"Model: {row['method']} on {row['link']} predicted "
                        f"{row['predicted_err']:+.1%} from its measured window")
-    for _, row in summary[summary.get("gain_nodes", pd.Series("", index=summary.index))
-                          .fillna("").astype(str) != ""].iterrows():
+    across = summary.get("gain_nodes", pd.Series(dtype=object)).map(lambda v: isinstance(v, str) and v != "")
+    for _, row in summary[across.reindex(summary.index, fill_value=False)].iterrows():
         out.append(f"Gain of hierarchical on {row['link']} compares runs on different cluster "
                    f"nodes ({row['gain_nodes'].strip('; ')}): comparable only through calibration")
     if "extrapolated" in summary and summary["extrapolated"].fillna(False).astype(bool).any():
