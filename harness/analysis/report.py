@@ -175,16 +175,22 @@ def _model(summary: pd.DataFrame) -> str:
 
 
 def time_to_accuracy(run_dir: Path, summary: pd.DataFrame) -> str:
-    """The table of seconds to each target, and how the curve met each link's time."""
+    """The table of seconds to each target (the run's tta.csv, else computed from its cases),
+    and how the curve met each link's time."""
     from harness.analysis import tta
-    targets, curve = tta.targets_of(run_dir), tta.curves(run_dir, summary)
-    if curve.empty:
-        return ("<p>No accuracy curves in this run (they come from an accuracy pass with "
-                "<code>measure.curve_every</code> &gt; 0).</p>")
-    if not targets:
-        return "<p>The scenario names no <code>accuracy_targets</code>.</p>"
+    saved = run_dir / tta.TTA_FILE
+    if saved.is_file():
+        table = pd.read_csv(saved)
+    else:
+        curve, targets = tta.curves(run_dir, summary), tta.targets_of(run_dir)
+        if curve.empty:
+            return ("<p>No accuracy curves in this run (they come from an accuracy pass with "
+                    "<code>measure.curve_every</code> &gt; 0).</p>")
+        if not targets:
+            return "<p>The scenario names no <code>accuracy_targets</code>.</p>"
+        table = tta.tta_table(curve, targets)
     how = tta.__doc__.split("\n\n")[2:]            # past the title and the usage line
-    return (_table(tta.tta_text(tta.tta_table(curve, targets)))
+    return (_table(tta.tta_text(table))
             + "".join(f"<p>{esc(' '.join(part.split()))}</p>" for part in how))
 
 

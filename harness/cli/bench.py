@@ -81,8 +81,7 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
             raise HarnessError("--cluster runs under Mininet on its nodes: drop --loopback")
         from harness.run.cluster import connect
         ray_module()                                 # not installed: say how, before any work
-        nodes = connect(cluster)                     # unreachable: say so, before any work
-        click.echo(f"cluster {cluster}: {len(nodes)} node(s)", err=True)
+        connect(cluster)                             # unreachable: say so, before any work
     scenario, raw = load_scenario(scenario_file, list(overrides)) if scenario_file else (None, None)
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
                    plots=not no_plots, stop_on_failure=stop_on_failure, cluster=cluster,

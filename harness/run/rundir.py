@@ -44,13 +44,17 @@ def new_run_dir(scenario: str, root: Path | None = None, extra_meta: dict | None
         n += 1
         run_dir = base / f"{name}.{n}"
     run_dir.mkdir(parents=True)
-    meta = {"schema_version": SCHEMA_VERSION, "git_commit": commit, "git_dirty": dirty,
+    write_json(run_dir / "meta.json", run_meta(stamp, extra_meta), indent=2)
+    return run_dir
+
+
+def run_meta(stamp: str, extra_meta: dict | None = None) -> dict:
+    """meta.json's provenance: schema, commit, this machine, versions, argv, and extras."""
+    commit, dirty = git_state()
+    return {"schema_version": SCHEMA_VERSION, "git_commit": commit, "git_dirty": dirty,
             "created_utc": stamp, "host": platform.node(), "kernel": platform.release(),
             "machine": platform.machine(), "cpu_model": cpu_model(), "cpus": os.cpu_count(),
-            "versions": versions(),
-            "argv": sys.argv, **(extra_meta or {})}
-    write_json(run_dir / "meta.json", meta, indent=2)
-    return run_dir
+            "versions": versions(), "argv": sys.argv, **(extra_meta or {})}
 
 
 def case_plan(scenario: Scenario) -> list[tuple[str, Case, int]]:

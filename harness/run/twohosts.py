@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import re
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.config import case_from_dict
@@ -200,9 +200,7 @@ def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> P
     """Assemble OUT as a one-case run directory from the two workers' directories."""
     from harness.analysis.summary import build_summary
     from harness.analysis.totals import load_events, steady, totals
-    from harness.machine import cpu_model, git_state, versions
-    from harness.run.rundir import write_state
-    from harness.workers.events import SCHEMA_VERSION
+    from harness.run.rundir import run_meta, write_state
     from harness.train.batches import batches_per_epoch, load_case_data
     from harness.workers.common import load_case
     (case, edge_hash), (_, cloud_hash) = load_case(edge_dir), load_case(cloud_dir)
@@ -247,12 +245,10 @@ def collect(edge_dir: Path, cloud_dir: Path, out: Path, link: str = "real") -> P
         acc.update(test_samples=len(test), acc_source=f"measured: the two-machine run's final "
                                                        f"weights, {len(test)} test samples")
         write_json(case_dir / "accuracy.json", acc)
-    commit, dirty = git_state()
-    write_json(out / "meta.json", {
-        "schema_version": SCHEMA_VERSION, "git_commit": commit, "git_dirty": dirty,
-        "collected_on": platform.node(), "cpu_model_collector": cpu_model(),
-        "versions": versions(), "emulation": "none: two real machines",
-        "edge_dir": str(edge_dir), "cloud_dir": str(cloud_dir)}, indent=2)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")   # host: the collector's
+    write_json(out / "meta.json", run_meta(stamp, {
+        "emulation": "none: two real machines", "scenario": RUN_NAME,
+        "edge_dir": str(edge_dir), "cloud_dir": str(cloud_dir)}), indent=2)
     (out / "scenario.yaml").write_text(json.dumps({"name": RUN_NAME, "links": [link]}) + "\n")
     write_state(out, "complete", cases_total=1, cases_ok=0 if failed else 1,
                 cases_failed=1 if failed else 0)
