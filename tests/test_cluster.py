@@ -31,9 +31,11 @@ def test_cluster_without_ray_says_how_to_install_it(tmp_path):
 
 
 def _layout(run_dir):
-    """Case directories with their status and file names (node.json: the cluster's own)."""
+    """Case directories with their status and file names. Left out: node.json (the
+    cluster's own) and STOP, written only when a timing window stops before its batch cap,
+    which varies from run to run on one machine too (seen: 2 of 18 gate cases)."""
     return {d.name: (json.loads((d / "status.json").read_text())["status"],
-                     sorted(p.name for p in d.iterdir() if p.name != "node.json"))
+                     sorted(p.name for p in d.iterdir() if p.name not in ("node.json", "STOP")))
             for d in sorted(run_dir.iterdir()) if (d / "case.json").exists()}
 
 
