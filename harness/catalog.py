@@ -11,9 +11,12 @@ from harness.errors import HarnessError
 
 METHODS = ("hierarchical", "split", "cloud", "edge")
 BASELINES = ("split", "cloud", "edge")          # what hierarchical's gains are measured against
+KEEPS_DATA = ("hierarchical", "split", "edge")  # methods whose raw inputs never leave the edge
 OPTIMIZERS = ("sgd", "adam")
 DATASETS = ("fashion_mnist", "cifar10", "tiny_imagenet", "fake")
 CODECS = ("fp32", "fp16", "int8")               # activation encodings on the wire
+EXIT_HEADS = ("dgl", "linear", "mlp")           # early-exit designs (harness.train.heads)
+SCHEDULES = ("constant", "cosine", "onecycle")  # learning-rate schedules (harness.train.recipe)
 ARCHS = ("vgg16", "resnet18")
 # A separation point is named after the last block kept on the edge (input side first).
 SPLIT_POINTS = {
@@ -28,6 +31,12 @@ FINAL_STAGE = {"hierarchical": ("cloud", None), "split": ("edge", "backward"),
 # The first stage of a pipelined method, whose rate bounds the whole pipeline's: a backlog
 # that built up at start-up drains faster than it (harness.analysis.steady.steady_state).
 SOURCE_STAGE = {"hierarchical": ("edge", None)}
+
+
+def head_key(split: str, design: str = "dgl") -> str:
+    """Where a cost profile keeps the exit head of `design` at `split` (`dgl`: the split's own
+    name, as profiles always had it; other designs: `split@design`)."""
+    return split if design == "dgl" else f"{split}@{design}"
 
 
 def split_points(arch: str) -> list[str]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from harness.catalog import ARCHS, CODECS, DATASETS, METHODS, OPTIMIZERS, split_points
+from harness.catalog import (ARCHS, CODECS, DATASETS, EXIT_HEADS, METHODS, OPTIMIZERS,
+                             SCHEDULES, split_points)
 from harness.errors import HarnessError
 from harness.fields import check_type, section, str_list, top_mapping
 
@@ -76,6 +77,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     queue_size: int = 2               # hierarchical/cloud in-flight batches on the edge
+    nesterov: bool = False            # SGD with Nesterov momentum
+    schedule: str = "constant"        # learning rate: constant, cosine, onecycle (train.recipe)
+    warmup: float = 0.0               # share of all steps spent ramping the rate up linearly
+    augment: bool | None = None       # random crop + flip; None: the dataset's default
 
 
 @dataclass(frozen=True)
@@ -212,13 +217,21 @@ class Scenario:
     checks: tuple[str, ...] = ()
     tcp_cc: str | None = None       # workers' TCP congestion control; None: the kernel's default
     accuracy_targets: tuple[float, ...] = ()   # time-to-accuracy targets (test accuracy)
+    kind: str = "benchmark"         # benchmark (timed cases) or accuracy (a study: trainings)
+    heads: tuple[str, ...] = ("dgl",)          # exit-head designs (model.exit_head)
+    seeds: tuple[int, ...] = (0,)              # training seeds (training.seeds or .seed)
+    # model.split: auto -- {max_accuracy_drop: share}; the split is chosen per (arch, link)
+    # by harness.study.select, which fills chosen_splits ((arch, link, split), ...).
+    selection: dict = field(default_factory=dict)
+    chosen_splits: tuple[tuple[str, str, str], ...] = ()
 
     def cases(self) -> list[Case]:
         """The sweep matrix, model-major; each arch takes only the split points it has."""
         out = []
+        chosen = {(a, link): s for a, link, s in self.chosen_splits}
         for arch, split, codec, link, method in itertools.product(
                 self.archs, self.splits, self.codecs, self.links, self.methods):
-            if split not in split_points(arch):
+            if split not in split_points(arch) or chosen.get((arch, link), split) != split:
                 continue
             model = dataclasses.replace(self.model, arch=arch, split=split)
             out.append(Case(self.dataset, model, self.training, self.compute, method, codec, link))
@@ -232,7 +245,8 @@ SECTIONS = {"dataset": DatasetConfig, "training": TrainConfig, "compute": Comput
             "tolerances": Tolerances, "measure": MeasureConfig}
 TOP_KEYS = {"name", "description", "dataset", "model", "training", "compute", "methods",
             "links", "codec", "repetitions", "tolerances", "measure", "checks", "tcp_cc",
-            "accuracy_targets"}
+            "accuracy_targets", "kind", "selection"}
+SCENARIO_KINDS = ("benchmark", "accuracy")
 
 
 def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
@@ -241,19 +255,28 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         raise HarnessError(f"{source}: name: required, a non-empty string")
     name = check_name(raw["name"], f"{source}: name")
-    sections = {key: section(cls, _auto(raw.get(key), key), key, REMOVED_KEYS)
+    training_raw = raw.get("training")
+    seeds = None
+    if isinstance(training_raw, dict) and "seeds" in training_raw:
+        training_raw = dict(training_raw)
+        seeds = _seeds(training_raw.pop("seeds"))
+        training_raw["seed"] = seeds[0]
+    sections = {key: section(cls, _auto(training_raw if key == "training" else raw.get(key),
+                                        key), key, REMOVED_KEYS)
                 for key, cls in SECTIONS.items()}
     model_raw = dict(raw.get("model") or {})
     if not isinstance(raw.get("model", {}), (dict, type(None))):
         raise HarnessError("model: expected a mapping")
     archs = str_list(model_raw.pop("arch", "vgg16"), "model.arch", ARCHS)
-    splits = str_list(model_raw.pop("split", "conv4"), "model.split")
-    model = section(ModelConfig, model_raw, "model")
-    for split in splits:
+    splits = _splits(model_raw.pop("split", "conv4"), archs)
+    selection = _selection(raw.get("selection"), splits)
+    heads = str_list(model_raw.pop("exit_head", "dgl"), "model.exit_head", EXIT_HEADS)
+    model = section(ModelConfig, {**model_raw, "exit_head": heads[0]}, "model")
+    for split in (() if splits == ("auto",) else splits):
         if not any(split in split_points(arch) for arch in archs):
             valid = "; ".join(f"{a}: {', '.join(split_points(a))}" for a in archs)
             raise HarnessError(f"model.split: unknown split point {split!r} ({valid})")
-    for arch in archs:
+    for arch in (() if splits == ("auto",) else archs):
         if not any(s in split_points(arch) for s in splits):
             raise HarnessError(f"model.split: none of {list(splits)} is a split point of {arch}")
     scenario = Scenario(
@@ -264,10 +287,57 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
         repetitions=check_type("repetitions", raw.get("repetitions", 1), "int"),
         checks=str_list(raw["checks"], "checks") if raw.get("checks") else (),
         tcp_cc=_tcp_cc(raw.get("tcp_cc")),
-        accuracy_targets=_targets(raw.get("accuracy_targets")), **sections)
+        accuracy_targets=_targets(raw.get("accuracy_targets")), kind=_kind(raw.get("kind")),
+        heads=heads, seeds=seeds or (sections["training"].seed,),
+        selection=selection, **sections)
     _validate_values(scenario, DATASETS, OPTIMIZERS)
     return scenario
 
+
+def _kind(raw: Any) -> str:
+    if raw is None:
+        return "benchmark"
+    if raw not in SCENARIO_KINDS:
+        raise HarnessError(f"kind: expected one of {', '.join(SCENARIO_KINDS)}, got {str(raw)[:40]!r}")
+    return raw
+
+
+def _splits(raw: Any, archs: tuple[str, ...]) -> tuple[str, ...]:
+    """model.split: a point, a list, or `all` (every point of every arch, input side first)."""
+    if raw == "all":
+        return tuple(dict.fromkeys(p for arch in archs for p in split_points(arch)))
+    return str_list(raw, "model.split")
+
+
+def _selection(raw: Any, splits: tuple[str, ...]) -> dict:
+    """selection: {max_accuracy_drop: a share in (0, 1)}, with model.split: auto only."""
+    auto = "auto" in splits
+    if auto and len(splits) > 1:
+        raise HarnessError("model.split: auto stands alone (the split is chosen per link)")
+    if raw is None:
+        if auto:
+            raise HarnessError("selection: required with model.split: auto, e.g. "
+                               "{max_accuracy_drop: 0.01}")
+        return {}
+    if not auto:
+        raise HarnessError("selection: only with model.split: auto")
+    top_mapping(raw, "selection", ["max_accuracy_drop"], ["max_accuracy_drop"])
+    drop = raw["max_accuracy_drop"]
+    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
+        raise HarnessError(f"selection.max_accuracy_drop: expected a share in [0, 1) such as "
+                           f"0.01 (one point), got {str(drop)[:40]!r}")
+    return {"max_accuracy_drop": float(drop)}
+
+
+def _seeds(raw: Any) -> tuple[int, ...]:
+    """training.seeds: distinct non-negative integers, in the order given."""
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
+        raise HarnessError(f"training.seeds: expected non-negative integers such as [0, 1, 2], "
+                           f"got {str(raw)[:40]!r}")
+    if len(set(items)) != len(items):
+        raise HarnessError(f"training.seeds: duplicate entries in {items}")
+    return tuple(items)
 
 def _auto(raw: Any, where: str) -> Any:
     """compute.dilation: 'auto' is the default (None); any other string is refused by name.
@@ -320,7 +390,15 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (d.subset is None or d.subset > 0, "dataset.subset", "must be > 0"),
         (d.test_subset is None or d.test_subset > 0, "dataset.test_subset", "must be > 0"),
         (s.model.width > 0, "model.width", f"must be > 0, got {s.model.width}"),
-        (s.model.exit_head == "dgl", "model.exit_head", "unknown exit head (known: dgl)"),
+        (t.schedule in SCHEDULES, "training.schedule",
+         f"unknown schedule '{t.schedule}' (known: {', '.join(SCHEDULES)})"),
+        (0 <= t.warmup < 1, "training.warmup", "must be in [0, 1) (a share of all steps)"),
+        (s.kind == "accuracy" or len(s.heads) == 1, "model.exit_head",
+         "a benchmark times one exit head; compare heads in a study (kind: accuracy)"),
+        (s.kind == "benchmark" or not s.selection, "model.split",
+         "auto is a benchmark's (a study trains the splits it lists)"),
+        (s.kind == "accuracy" or len(s.seeds) == 1, "training.seeds",
+         "a benchmark trains one seed; seeds are a study's (kind: accuracy)"),
         (t.epochs >= 1, "training.epochs", "must be >= 1"),
         (t.max_batches is None or t.max_batches >= 1, "training.max_batches", "must be >= 1"),
         (t.batch_size >= 2, "training.batch_size", "must be >= 2 (BatchNorm needs 2 samples)"),

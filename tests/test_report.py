@@ -28,7 +28,12 @@ def test_the_report_answers_first_and_holds_everything_it_shows(plotted_run):
     text = page.read_text()
     heads = re.findall(r"<h2>([^<]+)</h2>", text)
     assert heads[:3] == ["The answer", "Warnings", "Results"] and "Provenance" in heads
-    assert "<b>3g</b> (vgg16): fastest is" in text and "<b>wifi</b> (vgg16)" in text
+    for link, cloud_s, vs in (("3g", "4.4", "-79%"), ("wifi", "2.2", "-38%")):
+        assert (f"<b>{link}</b> (vgg16, split conv7): fastest method that keeps raw data on the "
+                f"device is <b>hierarchical</b>") in text
+        assert (f"cloud-only uploads every raw input to the cloud</b>: {cloud_s} ± n/a s ({vs} "
+                f"against hierarchical)") in text
+    assert "short-budget accuracy 0.112 (one seed, not converged)" in text
     pngs = sorted(p.name for p in (plotted_run / "plots").glob("*.png"))
     assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', text)) == len(pngs) >= 6
     outside = re.findall(r'(?:src|href)="(?!data:)[^"]*"|url\(|<script|<link ', text)
@@ -78,3 +83,24 @@ def test_the_report_renders_whole_in_headless_chromium(plotted_run, tmp_path):
     assert got["errors"] == [] and got["outside_requests"] == [], got
     assert got["text"] > 500 and got["screenshot_spread"] > 0.02, got
     assert got["screenshot_px"][1] > 2000 and shot.stat().st_size > 50_000
+
+
+def test_the_answer_ranks_only_methods_that_keep_raw_data_and_states_converged_accuracy():
+    """Cloud-only is fastest here, yet the answer names edge-only (the fastest of the methods
+    that keep raw data on the device) and shows cloud-only only as the reference; converged
+    accuracy and hierarchical's paired gap come from the study columns when present."""
+    from harness.analysis.answer import answer
+    rows = [{"arch": "vgg16", "link": "3g", "method": m, "split": "conv7", "status": "ok",
+             "est_full_wall_s": t, "est_full_wall_ci_s": 0.5, "final_acc": 0.7}
+            for m, t in (("hierarchical", 30.0), ("split", 60.0), ("cloud", 5.0), ("edge", 20.0))]
+    rows[0].update(conv_final_acc=0.915, conv_final_acc_ci=0.004, conv_seeds=3,
+                   conv_gap=-0.006, conv_gap_ci=0.003)
+    rows[3].update(conv_final_acc=0.921, conv_final_acc_ci=0.002, conv_seeds=3)
+    text = answer(pd.DataFrame(rows))[0]
+    assert "keeps raw data on the device is <b>edge</b>, 20.0 ± 0.5 s" in text
+    assert "converged accuracy 0.921 ± 0.002 across 3 seeds" in text
+    assert "cloud-only uploads every raw input to the cloud</b>: 5.0 ± 0.5 s (-75% against edge)" in text
+    rows[3]["est_full_wall_s"] = 40.0
+    text = answer(pd.DataFrame(rows))[0]
+    assert "is <b>hierarchical</b>, 30.0 ± 0.5 s, converged accuracy 0.915 ± 0.004 across 3 " \
+           "seeds, -0.60 ± 0.30 points against end-to-end training (paired by seed)" in text

@@ -84,6 +84,27 @@ def test_accuracy_pass_updates_equal_the_workers_over_128_steps(tmp_path, method
     assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g} after 128 steps"
 
 
+@pytest.mark.parametrize("method", ["split", "hierarchical", "cloud", "edge"])
+def test_a_scheduled_recipe_over_two_processes_equals_one(tmp_path, method):
+    """One-cycle with warm-up, Nesterov momentum, augmentation and the MLP exit head: each
+    side computes its learning rate from the same schedule (the cloud from the training-set
+    size the edge announces), so the two processes end with the one-process weights."""
+    case = make_case(method, epochs=2, max_batches=16, schedule="onecycle", warmup=0.2,
+                     nesterov=True, augment=True)
+    case = Case(case.dataset, ModelConfig("vgg16", 0.25, "conv4", "mlp"), case.training,
+                case.compute, method)
+    result = run_case(case, tmp_path / method)
+    assert result["steps"] == 32
+    got, want = parts(tmp_path / method), reference(case)
+    assert got.keys() == want.keys()
+    diff = max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+    assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g}"
+    constant = make_case(method, epochs=2, max_batches=16)
+    other = reference(Case(constant.dataset, case.model, constant.training, case.compute, method))
+    assert max((other[k].double() - want[k].double()).abs().max().item() for k in want) > 1e-3, \
+        "the schedule changed the updates"
+
+
 @pytest.mark.parametrize("method,codec", RUNS)
 def test_bytes_on_the_wire_equal_the_payload(runs, method, codec):
     case, case_dir, t = runs[method, codec]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.tables import CASE_KEYS, run_notes, with_ci
-from harness.catalog import BASELINES
+from harness.analysis.answer import answer, esc
 
 REPORT_FILE = "report.html"
 MODEL_MISS = 0.10            # a prediction further than this from its measurement is flagged
@@ -42,10 +42,6 @@ border:1px solid #eee}figure{margin:1.2em 0}figcaption{color:#555;font-size:.9em
 .answer{font-size:1.08em}code{background:#f5f5f5;padding:0 .2em}.wide{overflow-x:auto}"""
 
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _table(df: pd.DataFrame) -> str:
     """A DataFrame as an HTML table, every cell escaped, NaN as '-'."""
     def cell(v):
@@ -63,35 +59,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def answer(summary: pd.DataFrame) -> list[str]:
-    """Per link (and model): the fastest method, its runtime with CI, what hierarchical training
-    gains over each baseline and what it costs in accuracy (final exit)."""
-    ok = summary[summary["status"] == "ok"]
-    col = "est_full_wall_s" if "est_full_wall_s" in ok else "wall_s"
-    lines = []
-    for (arch, link), group in ok.groupby(["arch", "link"], sort=False, dropna=False):
-        runtimes = group.groupby("method")[col].median().dropna()
-        if runtimes.empty:
-            continue
-        best = runtimes.idxmin()
-        row = group[group["method"] == best].iloc[0]
-        text = (f"<b>{esc(link)}</b> ({esc(arch)}): fastest is <b>{esc(best)}</b>, "
-                f"{with_ci(runtimes[best], row.get('est_full_wall_ci_s'), '{:.1f}')} s")
-        hier = group[group["method"] == "hierarchical"]
-        if not hier.empty:
-            h = hier.iloc[0]
-            gains = [f"{b}: {with_ci(h.get(f'gain_vs_{b}'), h.get(f'gain_vs_{b}_ci'), '{:+.0%}')}"
-                     for b in BASELINES if f"gain_vs_{b}" in h and h.get(f"gain_vs_{b}") == h.get(f"gain_vs_{b}")]
-            others = group[group["method"] != "hierarchical"]["final_acc"].dropna()
-            cost = (f"; its final accuracy {h['final_acc']:.3f} against the baselines' best "
-                    f"{others.max():.3f} ({h['final_acc'] - others.max():+.3f})"
-                    if len(others) and h.get("final_acc") == h.get("final_acc") else "")
-            text += (f". Hierarchical training's runtime gain: {esc(', '.join(gains))}{cost}"
-                     if gains else f"{cost}")
-        lines.append(text + ".")
-    return lines
 
 
 def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:

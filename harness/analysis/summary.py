@@ -55,6 +55,10 @@ def build_summary(run_dir: Path, scenario: str = "") -> pd.DataFrame:
     return _add_gains(df)
 
 
+CONVERGED = ("final_acc", "final_acc_ci", "edge_exit_acc", "edge_exit_acc_ci", "gap", "gap_ci",
+             "seeds", "source")
+
+
 def _row(case_dir: Path, scenario: str) -> dict:
     case = json.loads((case_dir / "case.json").read_text())
     info = _read_json(case_dir / "case_info.json") or {}
@@ -73,6 +77,8 @@ def _row(case_dir: Path, scenario: str) -> dict:
     accuracy = _read_json(case_dir / "accuracy.json") or {}
     row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source",
                                              "test_samples")})
+    converged = accuracy.get("converged") or {}     # harness.study.reuse: across seeds
+    row.update({f"conv_{k}": converged.get(k) for k in CONVERGED})
     row.update(_estimate(row, info))
     if info.get("reused_from"):
         row["runtime_source"] += ("; edge-only measured once per model, on the first link "

@@ -83,15 +83,22 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
         ray_module()                                 # not installed: say how, before any work
         connect(cluster)                             # unreachable: say so, before any work
     scenario, raw = load_scenario(scenario_file, list(overrides)) if scenario_file else (None, None)
+    from harness.study.select import resolver
+    echo = lambda s: click.echo(s, err=True)  # noqa: E731
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
                    plots=not no_plots, stop_on_failure=stop_on_failure, cluster=cluster,
-                   echo=lambda s: click.echo(s, err=True))
+                   echo=echo, resolve=resolver(echo, loopback))
     for line in mark_abandoned():
         click.echo(line, err=True)
+    if scenario is not None and scenario.kind == "accuracy":
+        from harness.study.runner import run_study
+        return run_study(scenario, raw, opts, resume_dir)
     run_dir = _resume(Path(resume_dir), raw, opts) if resume_dir else \
         run_scenario(scenario, raw, opts)
     if run_dir is None:
         return
+    from harness.study.reuse import attach
+    attach(run_dir, echo)
     _print_summary(run_dir)
     _write_report(run_dir)
     _exit_if_cases_failed(run_dir)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from harness.machine import cpu_model
 from harness.paths import cache_dir
 from harness.train.data import SPECS, preprocess
-from harness.train.models import ExitHead, blocks
+from harness.train.heads import DESIGNS, ExitHead, head_key
+from harness.train.models import blocks
 
 WARMUP, REPEATS = 2, 5
 
@@ -75,7 +76,7 @@ def measure(arch: str, width: float, dataset: str, batch_size: int, threads: int
     side = spec.stored_side
     stored = torch.randint(0, 256, (batch_size, spec.channels, side, side), dtype=torch.uint8)
     gen = torch.Generator().manual_seed(0)
-    prep_s = _median_time(lambda: preprocess(stored, spec, gen))
+    prep_s = _median_time(lambda: preprocess(stored, spec, gen if spec.augment else None))
     x = preprocess(stored, spec, None)
     labels = torch.randint(0, spec.num_classes, (batch_size,))
     rows, heads = [], {}
@@ -87,9 +88,10 @@ def measure(arch: str, width: float, dataset: str, batch_size: int, threads: int
         rows.append({"block": name, "forward_s": fwd, "backward_step_s": bwd,
                      "out_bytes_per_sample": int(out[0].numel() * 4) if not last else 0})
         if not last:
-            head = ExitHead(out.shape[1], out.shape[-1], spec.num_classes)
-            h_fwd, h_bwd, _ = _time_module(head, out, lambda y: F.cross_entropy(y, labels))
-            heads[name] = {"forward_s": h_fwd, "backward_step_s": h_bwd}
+            for design in DESIGNS:
+                head = ExitHead(out.shape[1], out.shape[-1], spec.num_classes, design)
+                h_fwd, h_bwd, _ = _time_module(head, out, lambda y: F.cross_entropy(y, labels))
+                heads[head_key(name, design)] = {"forward_s": h_fwd, "backward_step_s": h_bwd}
         x = out
     return {"arch": arch, "width": width, "dataset": dataset, "batch_size": batch_size,
             "threads": threads, "machine": machine_key(), "preprocess_s": prep_s,
@@ -100,7 +102,7 @@ def measure(arch: str, width: float, dataset: str, batch_size: int, threads: int
 def load_or_measure(arch: str, width: float, dataset: str, batch_size: int, threads: int = 1,
                     refresh: bool = False) -> dict:
     """The cached profile for this machine, measuring it first if needed."""
-    key = json.dumps([machine_key(), arch, width, dataset, batch_size, threads])
+    key = json.dumps([machine_key(), arch, width, dataset, batch_size, threads, sorted(DESIGNS)])
     name = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir() / "profiles" / f"{arch}-{name}.json"
     if path.exists() and not refresh:

@@ -31,7 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import HarnessError
 from harness.train.data import SPECS
-from harness.train.models import ExitHead, blocks
+from harness.train.heads import DESIGNS, ExitHead, head_key
+from harness.train.models import blocks
 
 
 def module_flops(module: nn.Module, x: torch.Tensor,
@@ -69,8 +70,9 @@ def _counted(arch: str, width: float, dataset: str, batch: int) -> dict:
             row, out = _costs(block, x, input_grad=i > 0)
             rows.append({"block": name, **row})
             if i < len(parts) - 1:
-                head = ExitHead(out.shape[1], out.shape[-1], spec.num_classes)
-                heads[name] = _costs(head, out, input_grad=True)[0]
+                for design in DESIGNS:
+                    head = ExitHead(out.shape[1], out.shape[-1], spec.num_classes, design)
+                    heads[head_key(name, design)] = _costs(head, out, input_grad=True)[0]
             x = out
     return {"arch": arch, "width": width, "dataset": dataset, "batch_size": batch,
             "counter": "torch.utils.flop_counter.FlopCounterMode", "blocks": rows,
@@ -93,8 +95,10 @@ def _part(rows: list[dict]) -> dict:
     return {"fwd": fwd, "bwd": bwd, "input_grad": rows[0]["input_grad"], "total_train": fwd + bwd}
 
 
-def part_flops(arch: str, width: float, dataset: str, batch: int, split: str) -> dict:
-    """FLOPs of one batch of the edge part, its exit head and the cloud part at `split`.
+def part_flops(arch: str, width: float, dataset: str, batch: int, split: str,
+               head: str = "dgl") -> dict:
+    """FLOPs of one batch of the edge part, its exit head (design `head`) and the cloud part
+    at `split`.
 
     edge: the blocks up to and including `split`; head: that split's exit head; cloud: the
     remaining blocks and the final classifier. Each part: {"fwd", "bwd", "input_grad",
@@ -108,7 +112,7 @@ def part_flops(arch: str, width: float, dataset: str, batch: int, split: str) ->
         raise HarnessError(f"unknown split point '{split}' for {arch} "
                            f"(valid: {', '.join(names[:-1])})")
     cut = names.index(split) + 1
-    return {"edge": _part(counted["blocks"][:cut]), "head": _part([counted["heads"][split]]),
+    return {"edge": _part(counted["blocks"][:cut]), "head": _part([counted["heads"][head_key(split, head)]]),
             "cloud": _part(counted["blocks"][cut:])}
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.catalog import head_key
 from harness.emulation.links import INITIAL_WINDOW_B, MSS_B, WIRE_EFFICIENCY
 
 FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
@@ -133,8 +134,9 @@ def slowdown(threads: int, cores: float) -> float:
 
 
 def costs_from_profile(edge_prof: dict, cloud_prof: dict, split: str, edge_cores: float,
-                       cloud_cores: float) -> Costs:
-    """Sum a profile's blocks on each side of `split` and apply each side's CPU share."""
+                       cloud_cores: float, head: str = "dgl") -> Costs:
+    """Sum a profile's blocks on each side of `split` (exit head of design `head`) and apply
+    each side's CPU share."""
     se = slowdown(edge_prof["threads"], edge_cores)
     sc = slowdown(cloud_prof["threads"], cloud_cores)
     names = [b["block"] for b in edge_prof["blocks"]]
@@ -144,7 +146,7 @@ def costs_from_profile(edge_prof: dict, cloud_prof: dict, split: str, edge_cores
         return sum(b[key] for b in prof["blocks"][lo:hi])
 
     n = len(names)
-    head = edge_prof["heads"][split]
+    head = edge_prof["heads"][head_key(split, head)]
     full_e = part(edge_prof, 0, n, "forward_s") + part(edge_prof, 0, n, "backward_step_s")
     full_c = part(cloud_prof, 0, n, "forward_s") + part(cloud_prof, 0, n, "backward_step_s")
     return Costs(

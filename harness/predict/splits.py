@@ -40,12 +40,13 @@ def stored_bytes(dataset: str) -> int:
 
 def predict_for(arch_prof: tuple[dict, dict], split: str, dataset: str, method: str, codec: str,
                 link: LinkProfile, edge_cores: float, cloud_cores: float, batch: int,
-                n: int, epochs: int = 1, factors: dict | None = None, bbr: bool = True) -> Prediction:
+                n: int, epochs: int = 1, factors: dict | None = None, bbr: bool = True,
+                head: str = "dgl") -> Prediction:
     """Predicted wall time of one method at one split over one link, for n batches/epoch;
     `factors` ({"edge": f, "cloud": f}) scale each side's compute by a measured correction;
     `bbr`: the workers' TCP runs BBR (its PROBE_RTT is modelled; other algorithms: not)."""
     edge_prof, cloud_prof = arch_prof
-    costs = costs_from_profile(edge_prof, cloud_prof, split, edge_cores, cloud_cores)
+    costs = costs_from_profile(edge_prof, cloud_prof, split, edge_cores, cloud_cores, head)
     if factors:
         costs = scaled(costs, factors.get("edge", 1.0), factors.get("cloud", 1.0))
     sizes = sizes_for(act_bytes(edge_prof, split), stored_bytes(dataset), batch, codec)
@@ -91,7 +92,8 @@ def role_steps(case: Case) -> dict:
     `full` the whole network with preprocessing (edge-only on the edge, cloud-only in the
     cloud)."""
     profs, edge_cores, cloud_cores = case_costs(case)
-    c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores)
+    c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores,
+                           case.model.exit_head)
     return {("edge", "edge"): c.edge_fwd_s + c.edge_bwd_s + c.head_s,
             ("cloud", "cloud"): c.cloud_s,
             ("edge", "full"): c.full_edge_s, ("cloud", "full"): c.full_cloud_s}
@@ -105,7 +107,7 @@ def predict_case(case: Case, link: LinkProfile, n: int, epochs: int = 1,
     profs, edge_cores, cloud_cores = case_costs(case, as_specified)
     return predict_for(profs, case.model.split, case.dataset.name, case.method, case.codec, link,
                        edge_cores, cloud_cores, case.training.batch_size, n, epochs, factors,
-                       bbr)
+                       bbr, case.model.exit_head)
 
 
 @dataclass(frozen=True)

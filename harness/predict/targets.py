@@ -19,9 +19,10 @@ PARTS = ("edge", "head", "cloud")
 
 
 def part_targets(device: DeviceProfile, arch: str, width: float, dataset: str, batch: int,
-                 split: str) -> dict:
-    """{part: {"flops": training FLOPs per batch, "target_s": seconds on `device`}}."""
-    counted = part_flops(arch, width, dataset, batch, split)
+                 split: str, head: str = "dgl") -> dict:
+    """{part: {"flops": training FLOPs per batch, "target_s": seconds on `device`}}; the
+    exit head of design `head`."""
+    counted = part_flops(arch, width, dataset, batch, split, head)
     return {part: {"flops": counted[part]["total_train"],
                    "target_s": target_seconds(counted[part]["total_train"], device.sustained_gflops)}
             for part in PARTS}

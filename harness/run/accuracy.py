@@ -88,6 +88,8 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
         acc["test_samples"] = len(test)
         acc["acc_source"] = (f"measured: unshaped {how}, full budget of {steps} batches, "
                              f"{len(test)} test samples")
+        acc["acc_source"] += (f"; a short-budget figure ({steps} batches, seed "
+                              f"{case.training.seed}), not a converged accuracy")
         write_json(case_dir / "accuracy.json", acc)
         results[key] = acc
         progress.finish(f"accuracy {case.label}: final {acc['final_acc']:.4f} "

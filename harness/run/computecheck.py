@@ -135,7 +135,7 @@ class Probe:
 def _target(device, scenario, arch: str, split: str, role: str) -> float:
     """The host's per-batch target: the device's modelled time, x k under time dilation."""
     t = part_targets(device, arch, scenario.model.width, scenario.dataset.name,
-                     scenario.training.batch_size, split)
+                     scenario.training.batch_size, split, scenario.model.exit_head)
     return sum(t[part]["target_s"] for part in ROLE_PARTS[role]) * dilation_of(scenario.compute)
 
 

@@ -46,7 +46,8 @@ def pace_targets(case: Case) -> dict:
     from harness.predict.runtime import costs_from_profile
     from harness.predict.splits import case_costs
     profs, edge_cores, cloud_cores = case_costs(case)
-    c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores)
+    c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores,
+                           case.model.exit_head)
     seconds = {("hierarchical", "edge", "step"): c.edge_fwd_s + c.edge_bwd_s + c.head_s,
                ("hierarchical", "cloud", "step"): c.cloud_s,
                ("split", "edge", "forward"): c.edge_fwd_s,

@@ -45,12 +45,16 @@ class Options:
     plots: bool = True
     stop_on_failure: bool = False     # True: the first failed case stops the sweep
     cluster: str | None = None        # a Ray cluster's address, or local (harness.run.cluster)
+    # (scenario, link profiles) -> scenario: model.split: auto resolved (harness.study.select)
+    resolve: Callable | None = None
     echo: Callable[[str], None] = print
 
 
 def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object, object]:
     """Profiles, data and emulation prerequisites; returns (scenario, profiles, train, test)."""
     scenario, profiles = resolve_links(scenario)
+    if opts.resolve is not None:
+        scenario = opts.resolve(scenario, profiles)
     if not opts.emulate:
         # No shaping: one unshaped "link", named for what it is, never a profile's name.
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}

@@ -31,7 +31,13 @@ def build_model(case: Case, spec: DatasetSpec) -> SplitModel:
     """The case's split network for a dataset spec (the cloud has no data, only the spec)."""
     return build_split_model(case.model.arch, case.model.split, width=case.model.width,
                              in_channels=spec.channels, num_classes=spec.num_classes,
-                             image_size=spec.image_size, seed=case.training.seed)
+                             image_size=spec.image_size, seed=case.training.seed,
+                             head=case.model.exit_head)
+
+
+def total_steps(case: Case, n: int) -> int:
+    """Training steps of the whole case on n samples: what a schedule runs over."""
+    return batches_per_epoch(case, n) * case.training.epochs
 
 
 def batches_per_epoch(case: Case, n: int) -> int:
@@ -52,14 +58,22 @@ def train_batches(data: ImageData, case: Case) -> Iterator[tuple[int, torch.Tens
             step += 1
 
 
+def augments(case: Case, spec: DatasetSpec) -> bool:
+    """Whether the case's training augments: `training.augment`, else the dataset's default."""
+    return spec.augment if case.training.augment is None else bool(case.training.augment)
+
+
 class Augmenter:
     """Preprocess stored batches in step order with per-epoch seeded augmentation."""
 
     def __init__(self, case: Case, data_spec, steps_per_epoch: int):
         self.case, self.spec, self.per_epoch = case, data_spec, steps_per_epoch
         self.gen, self.epoch = None, -1
+        self.on = augments(case, data_spec)
 
     def __call__(self, step: int, images: torch.Tensor) -> torch.Tensor:
+        if not self.on:
+            return preprocess(images, self.spec, None)
         epoch = step // self.per_epoch
         if epoch != self.epoch:
             self.gen, self.epoch = augment_generator(self.case.training.seed, epoch), epoch

@@ -44,8 +44,10 @@ class DatasetSpec:
     image_size: int                 # model input size after padding
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: bool                   # random crop (pad 4) + horizontal flip
+    augment: bool                   # by default: random crop + horizontal flip
     stored_size: int = 0            # side of the images as stored (0: same as image_size)
+    crop_pad: int = 4               # random crop's zero padding, px (at the stored size)
+    train_samples: int = 0          # the standard training set's size (0: not fixed)
 
     @property
     def stored_side(self) -> int:
@@ -53,11 +55,15 @@ class DatasetSpec:
 
 
 SPECS = {
-    "fashion_mnist": DatasetSpec(10, 1, 32, (0.2860,), (0.3530,), False, stored_size=28),
-    "cifar10": DatasetSpec(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
+    # Augmented only when training.augment asks: pad 2 at 28x28 (DESIGN.md section 10; flips
+    # suit its clothing classes); unaugmented by default, as short benchmark budgets train.
+    "fashion_mnist": DatasetSpec(10, 1, 32, (0.2860,), (0.3530,), False, stored_size=28,
+                                 crop_pad=2, train_samples=60_000),
+    "cifar10": DatasetSpec(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True,
+                           train_samples=50_000),
     "tiny_imagenet": DatasetSpec(200, 3, 64, (0.4802, 0.4481, 0.3975),
-                                 (0.2770, 0.2691, 0.2821), True),
-    "fake": DatasetSpec(10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True),
+                                 (0.2770, 0.2691, 0.2821), True, train_samples=100_000),
+    "fake": DatasetSpec(10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True, train_samples=512),
 }
 
 
@@ -268,18 +274,19 @@ def augment_generator(seed: int, epoch: int) -> torch.Generator:
 def preprocess(images: torch.Tensor, spec: DatasetSpec, gen: torch.Generator | None) -> torch.Tensor:
     """uint8 N x C x H x W as stored -> normalized float32 model input.
 
-    Pads to the spec's size, then (when `gen` is given and the spec augments) random crop with
-    4 px zero padding and horizontal flip per sample, as torchvision's RandomCrop(padding=4) and
-    RandomHorizontalFlip do, but driven by `gen` so the sequence is reproducible.
+    Pads to the spec's size, then (when `gen` is given) random crop with the spec's zero
+    padding and horizontal flip per sample, as torchvision's RandomCrop(padding=p) and
+    RandomHorizontalFlip do, but driven by `gen` so the sequence is reproducible. Whether a
+    training augments is the caller's (harness.train.batches.Augmenter): no `gen`, no draws.
     """
     x = images.float().div_(255.0)
     pad = spec.image_size - x.shape[-1]
     if pad > 0:
         x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
-    if gen is not None and spec.augment:
-        n, size = x.shape[0], spec.image_size
-        padded = F.pad(x, (4, 4, 4, 4))
-        offsets = torch.randint(0, 9, (n, 2), generator=gen)
+    if gen is not None:
+        n, size, p = x.shape[0], spec.image_size, spec.crop_pad
+        padded = F.pad(x, (p, p, p, p))
+        offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=gen)
         flips = torch.rand(n, generator=gen) < 0.5
         out = torch.empty_like(x)
         for i in range(n):

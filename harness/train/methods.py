@@ -21,6 +21,7 @@ from torch import nn
 
 from harness.catalog import OPTIMIZERS
 from harness.errors import HarnessError
+from harness.train.recipe import Scheduled
 
 
 @dataclass(frozen=True)
@@ -29,22 +30,35 @@ class OptimConfig:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "constant"        # harness.train.recipe
+    warmup: float = 0.0               # share of the run's steps spent warming up
 
 
 def optim_config(t) -> OptimConfig:
     """The optimizer settings of a scenario's `training` section."""
-    return OptimConfig(t.optimizer, t.lr, t.momentum, t.weight_decay)
+    return OptimConfig(t.optimizer, t.lr, t.momentum, t.weight_decay, t.nesterov, t.schedule,
+                       t.warmup)
 
 
-def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (default) or Adam over `params`."""
+def make_optimizer(params, cfg: OptimConfig, total_steps: int | None = None):
+    """SGD with momentum (default; Nesterov's when asked) or Adam over `params`; with a
+    schedule or a warm-up, stepping it also moves the learning rate along the schedule over
+    `total_steps` (harness.train.recipe)."""
     params = list(params)
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise HarnessError(f"unknown optimizer '{cfg.name}' (known: {', '.join(OPTIMIZERS)})")
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay,
+                              nesterov=cfg.nesterov and cfg.momentum > 0)
+    elif cfg.name == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise HarnessError(f"unknown optimizer '{cfg.name}' (known: {', '.join(OPTIMIZERS)})")
+    if cfg.schedule == "constant" and cfg.warmup == 0:
+        return opt
+    if not total_steps:
+        raise HarnessError(f"schedule '{cfg.schedule}' needs the run's number of steps")
+    return Scheduled(opt, cfg.schedule, cfg.lr, total_steps, cfg.warmup)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.catalog import ARCHS, split_points
+from harness.catalog import ARCHS, EXIT_HEADS, split_points
 from harness.errors import HarnessError
+from harness.train.heads import ExitHead
 
 # VGG-16 conv widths at full width; "M" is a 2x2 max-pool folded into the conv before it.
 VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
@@ -87,28 +88,6 @@ def resnet18_blocks(width: float, in_channels: int, num_classes: int) -> list[tu
 BUILDERS = {"vgg16": vgg16_blocks, "resnet18": resnet18_blocks}
 
 
-class ExitHead(nn.Module):
-    """Early exit for the edge part, after Decoupled Greedy Learning's auxiliary head.
-
-    Belilovsky et al. (ICML 2020) train each stage on a small auxiliary classifier: a 3x3 conv
-    that keeps the channel count, BatchNorm and ReLU, then average pooling to a 2x2 grid and one
-    linear layer. Pooling to 2x2 (not 1x1) keeps some spatial layout, which helps shallow cuts;
-    the conv gives the head capacity of its own so the edge features need not be linearly
-    separable. Maps larger than 8x8 are first average-pooled to 8x8: at a 32x32 cut this makes
-    the head 16x cheaper, and its cost is what the edge pays on every batch. Its forward and
-    backward time count as edge work in every measurement.
-    """
-
-    def __init__(self, channels: int, spatial: int, num_classes: int):
-        super().__init__()
-        pre = [nn.AdaptiveAvgPool2d(8)] if spatial > 8 else []
-        self.body = nn.Sequential(*pre, *conv_bn_relu(channels, channels), nn.AdaptiveAvgPool2d(2),
-                                  nn.Flatten(), nn.Linear(4 * channels, num_classes))
-
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return self.body(a)
-
-
 @dataclass
 class SplitModel:
     """The three trainable parts of a split network (built on CPU, in train mode by default)."""
@@ -141,12 +120,16 @@ def blocks(arch: str, width: float, in_channels: int, num_classes: int):
 
 
 def build_split_model(arch: str, split: str, *, width: float = 1.0, in_channels: int = 3,
-                      num_classes: int = 10, image_size: int = 32, seed: int = 0) -> SplitModel:
-    """Build the network from `seed`, cut it after block `split`, and add a seeded exit head.
+                      num_classes: int = 10, image_size: int = 32, seed: int = 0,
+                      head: str = "dgl") -> SplitModel:
+    """Build the network from `seed`, cut it after block `split`, and add a seeded exit head
+    of design `head` (harness.train.heads).
 
     The edge and cloud weights depend only on (arch, width, channels, classes, seed), never on
     the split point or method, so every method starts from the same network.
     """
+    if head not in EXIT_HEADS:
+        raise HarnessError(f"unknown exit head '{head}' (known: {', '.join(EXIT_HEADS)})")
     torch.manual_seed(seed)
     parts = blocks(arch, width, in_channels, num_classes)
     names = [name for name, _ in parts]
@@ -161,8 +144,8 @@ def build_split_model(arch: str, split: str, *, width: float = 1.0, in_channels:
         shape = tuple(edge(torch.zeros(1, in_channels, image_size, image_size)).shape[1:])
         edge.train()
     torch.manual_seed(seed + 1)
-    head = ExitHead(shape[0], shape[-1], num_classes)
-    return SplitModel(arch, split, edge, cloud, head, shape)
+    exit_part = ExitHead(shape[0], shape[-1], num_classes, head)
+    return SplitModel(arch, split, edge, cloud, exit_part, shape)
 
 
 def count_params(module: nn.Module) -> int:
@@ -209,12 +192,12 @@ class SplitReport:
 
 
 def split_report(arch: str, *, width: float = 1.0, in_channels: int = 3, num_classes: int = 10,
-                 image_size: int = 32) -> list[SplitReport]:
+                 image_size: int = 32, head: str = "dgl") -> list[SplitReport]:
     """Per separation point: activation size, parameters and forward FLOPs of each part."""
     rows = []
     for split in split_points(arch):
         m = build_split_model(arch, split, width=width, in_channels=in_channels,
-                              num_classes=num_classes, image_size=image_size)
+                              num_classes=num_classes, image_size=image_size, head=head)
         x = torch.zeros(1, in_channels, image_size, image_size)
         edge_flops, a = forward_flops(m.edge, x)
         head_flops, _ = forward_flops(m.exit_head, a)

@@ -22,27 +22,27 @@ from harness.train.methods import optim_config
 from harness.train.models import SplitModel
 
 
-def _train_hierarchical(model: SplitModel, case: Case, batches, prep) -> None:
+def _train_hierarchical(model: SplitModel, case: Case, batches, prep, total: int | None = None) -> None:
     opt_e = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()],
-                             optim_config(case.training))
-    opt_c = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
+                             optim_config(case.training), total)
+    opt_c = m.make_optimizer(model.cloud.parameters(), optim_config(case.training), total)
     for step, _, images, y in batches:
         handoff, _ = m.hierarchical_edge_step(model.edge, model.exit_head, opt_e, prep(step, images), y)
         m.cloud_step(model.cloud, opt_c, handoff.activations, handoff.labels)
 
 
-def _train_split(model: SplitModel, case: Case, batches, prep) -> None:
-    opt_e = m.make_optimizer(model.edge.parameters(), optim_config(case.training))
-    opt_c = m.make_optimizer(model.cloud.parameters(), optim_config(case.training))
+def _train_split(model: SplitModel, case: Case, batches, prep, total: int | None = None) -> None:
+    opt_e = m.make_optimizer(model.edge.parameters(), optim_config(case.training), total)
+    opt_c = m.make_optimizer(model.cloud.parameters(), optim_config(case.training), total)
     for step, _, images, y in batches:
         a = m.split_edge_forward(model.edge, opt_e, prep(step, images))
         grad, _ = m.split_cloud_step(model.cloud, opt_c, a, y)
         m.split_edge_backward(a, grad, opt_e)
 
 
-def _train_full(model: SplitModel, case: Case, batches, prep) -> None:
+def _train_full(model: SplitModel, case: Case, batches, prep, total: int | None = None) -> None:
     full = model.full()
-    opt = m.make_optimizer(full.parameters(), optim_config(case.training))
+    opt = m.make_optimizer(full.parameters(), optim_config(case.training), total)
     for step, _, images, y in batches:
         m.full_step(full, opt, prep(step, images), y)
 
@@ -98,7 +98,7 @@ def run_local(case: Case, train: ImageData, test: ImageData, on_step=None,
     # torch's first optimizer construction imports lazily (~1.3 s): pay it off the clock.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
     start = time.perf_counter()
-    TRAINERS[case.method](model, case, counted, prep)
+    TRAINERS[case.method](model, case, counted, prep, len(batches))
     wall = time.perf_counter() - start - off_clock[0]
     acc = evaluate(len(batches))
     samples = len(batches) * case.training.batch_size

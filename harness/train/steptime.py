@@ -45,11 +45,11 @@ def step_fn(arch: str, width: float, dataset: str, batch: int, split: str, part:
     if part == "edge":
         opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], cfg)
         return lambda: m.hierarchical_edge_step(model.edge, model.exit_head, opt,
-                                                preprocess(stored, spec, gen), labels)
+                                                preprocess(stored, spec, gen if spec.augment else None), labels)
     if part == "full":
         full = model.full()
         opt = m.make_optimizer(full.parameters(), cfg)
-        return lambda: m.full_step(full, opt, preprocess(stored, spec, gen), labels)
+        return lambda: m.full_step(full, opt, preprocess(stored, spec, gen if spec.augment else None), labels)
     acts = torch.randn(batch, *model.activation_shape, generator=gen)
     opt = m.make_optimizer(model.cloud.parameters(), cfg)
     return lambda: m.cloud_step(model.cloud, opt, acts, labels)

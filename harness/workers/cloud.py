@@ -23,7 +23,7 @@ import torch
 from harness.config import Case
 from harness.errors import HarnessError
 from harness.train import methods as m
-from harness.train.batches import Augmenter, batches_per_epoch, build_model
+from harness.train.batches import Augmenter, batches_per_epoch, build_model, total_steps
 from harness.train.data import SPECS, batch_order
 from harness.train.methods import optim_config
 from harness.train.models import SplitModel
@@ -171,7 +171,8 @@ def on(model: SplitModel) -> torch.device:
 def run_hierarchical(case: Case, model: SplitModel, link: Link, batches: Batches,
                      case_dir: Path) -> None:
     """Train f_c on arriving activations; nothing is sent back until `done`."""
-    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training)), on(model)
+    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
+                                total_steps(case, batches.n)), on(model)
     for frame in frames(link):
         step = batches.activation(frame)
         with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
@@ -181,7 +182,8 @@ def run_hierarchical(case: Case, model: SplitModel, link: Link, batches: Batches
 
 def run_split(case: Case, model: SplitModel, link: Link, batches: Batches, case_dir: Path) -> None:
     """Per batch: forward/backward f_c, step, send dL/da back."""
-    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training)), on(model)
+    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
+                                total_steps(case, batches.n)), on(model)
     for frame in frames(link):
         step = batches.activation(frame)
         with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
@@ -195,7 +197,8 @@ def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
                    case_dir: Path) -> None:
     """Train f end to end on uploaded raw images; cache them for later epochs."""
     full, dev = model.full(), on(model)
-    opt = m.make_optimizer(full.parameters(), optim_config(case.training))
+    opt = m.make_optimizer(full.parameters(), optim_config(case.training),
+                           total_steps(case, batches.n))
     n = batches.n
     per_epoch = batches_per_epoch(case, n)
     prep = Augmenter(case, SPECS[case.dataset.name], per_epoch)

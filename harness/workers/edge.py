@@ -21,7 +21,8 @@ import torch
 from harness.config import Case
 from harness.errors import HarnessError
 from harness.train import methods as m
-from harness.train.batches import Augmenter, batches_per_epoch, build_model, train_batches
+from harness.train.batches import (Augmenter, batches_per_epoch, build_model, total_steps,
+                                    train_batches)
 from harness.train.data import ImageData, load_dataset
 from harness.train.methods import optim_config
 from harness.workers.auth import add_secret_options, edge_handshake, load_secret, refuse_cli_secret, require_secret
@@ -44,6 +45,7 @@ class Edge:
         self.per_epoch = batches_per_epoch(case, len(data))
         self.prep = Augmenter(case, data.spec, self.per_epoch)
         self.optim = optim_config(case.training)
+        self.total = total_steps(case, len(data))
         self.stopped = False
         spec, batch = data.spec, case.training.batch_size
         shape = (batch, spec.channels, spec.image_size, spec.image_size)
@@ -80,7 +82,7 @@ class Edge:
 def run_hierarchical(e: Edge, link: Link) -> None:
     """Train f_e and the exit head locally; stream detached activations through a queue."""
     model = e.model
-    opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim)
+    opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim, e.total)
     sender = Sender(link, e.case.training.queue_size)
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
@@ -95,7 +97,7 @@ def run_hierarchical(e: Edge, link: Link) -> None:
 def run_split(e: Edge, link: Link) -> None:
     """Sequential split learning: activations up, wait for dL/da, backward, next batch."""
     model = e.model
-    opt = m.make_optimizer(model.edge.parameters(), e.optim)
+    opt = m.make_optimizer(model.edge.parameters(), e.optim, e.total)
     expected = {"g": (torch.float32, tuple(model.activation_shape))}
 
     def grad_shapes(f: Frame) -> None:             # Connection.check_specs: before the payload
@@ -153,7 +155,7 @@ def run_cloud_only(e: Edge, link: Link) -> None:
 def run_edge_only(e: Edge) -> None:
     """Train the whole network on the edge; no connection."""
     full = e.model.full()
-    opt = m.make_optimizer(full.parameters(), e.optim)
+    opt = m.make_optimizer(full.parameters(), e.optim, e.total)
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
             m.full_step(full, opt, e.prep(step, images).to(e.dev), y.to(e.dev))

@@ -1,0 +1,176 @@
+"""Accuracy studies: the plan, the cache (keys, invalidation, damage), the paired summary, and
+a whole study that is killed and resumes from its cache (generated data: seconds)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.analysis.study import study_summary
+from harness.config import parse_scenario
+from harness.paths import REPO
+from harness.study import cache
+from harness.study.plan import trainings
+
+TINY = {"name": "tiny_study", "kind": "accuracy", "dataset": {"name": "fake"},
+        "model": {"arch": "vgg16", "width": 0.125, "split": ["conv2", "conv4"],
+                  "exit_head": ["dgl", "linear"]},
+        "training": {"seeds": [0, 1], "epochs": 1, "batch_size": 64, "schedule": "onecycle",
+                     "warmup": 0.2, "nesterov": True},
+        "methods": ["hierarchical", "split", "cloud", "edge"], "links": ["3g"],
+        "measure": {"curve_every": 4}}
+
+
+def test_plan_runs_model_by_model_seed_by_seed_with_one_end_to_end_each():
+    two = {**TINY, "model": {**TINY["model"], "arch": ["vgg16", "resnet18"],
+                             "split": ["conv2", "layer1.0"], "exit_head": "dgl"}}
+    assert [t.label for t in trainings(parse_scenario(two))] == [
+        "vgg16-e2e-seed0", "vgg16-conv2-dgl-seed0", "vgg16-e2e-seed1", "vgg16-conv2-dgl-seed1",
+        "resnet18-e2e-seed0", "resnet18-layer1.0-dgl-seed0", "resnet18-e2e-seed1",
+        "resnet18-layer1.0-dgl-seed1"]
+    items = trainings(parse_scenario(TINY))
+    assert [t.label for t in items] == [
+        "vgg16-e2e-seed0", "vgg16-conv2-dgl-seed0", "vgg16-conv2-linear-seed0",
+        "vgg16-conv4-dgl-seed0", "vgg16-conv4-linear-seed0",
+        "vgg16-e2e-seed1", "vgg16-conv2-dgl-seed1", "vgg16-conv2-linear-seed1",
+        "vgg16-conv4-dgl-seed1", "vgg16-conv4-linear-seed1"]
+    assert {t.case.method for t in items} == {"edge", "hierarchical"}
+
+
+def test_cache_key_covers_what_decides_the_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIERBENCH_CACHE", str(tmp_path))
+    items = trainings(parse_scenario(TINY))
+    keys = [cache.training_key(t.case, t.kind, 1) for t in items]
+    assert len({json.dumps(k, sort_keys=True) for k in keys}) == len(keys), "all distinct"
+    e2e = keys[0]
+    assert e2e["split"] is None and e2e["exit_head"] is None, "e2e is split-independent"
+    other = parse_scenario({**TINY, "training": {**TINY["training"], "lr": 0.2}})
+    assert cache.training_key(trainings(other)[0].case, "end-to-end", 1) != e2e
+    assert cache.training_key(items[0].case, "end-to-end", 2) != e2e, "threads are in the key"
+    path = cache.store(e2e, {"final_acc": 0.5}, {"created_utc": "x", "git_commit": "0" * 40})
+    assert cache.lookup(e2e)["result"] == {"final_acc": 0.5}
+    assert str(tmp_path) in str(path)
+    path.write_text("{not json")
+    assert cache.lookup(e2e) is None, "a damaged entry is trained again, never trusted"
+
+
+def test_code_change_invalidates(tmp_path, monkeypatch):
+    code = tmp_path / "train"
+    code.mkdir()
+    (code / "methods.py").write_text("a = 1\n")
+    monkeypatch.setattr(cache, "TRAIN_CODE", code)
+    before = cache.code_version()
+    (code / "methods.py").write_text("a = 2\n")
+    assert cache.code_version() != before
+    (code / "methods.py").write_text("a = 1\n")
+    assert cache.code_version() == before
+
+
+def test_summary_pairs_gaps_by_seed():
+    rows = []
+    for seed, (e2e, hier, edge) in enumerate([(0.90, 0.88, 0.80), (0.92, 0.91, 0.82),
+                                              (0.91, 0.87, 0.81)]):
+        rows.append({"kind": "end-to-end", "arch": "vgg16", "split": "-", "exit_head": "-",
+                     "seed": seed, "final_acc": e2e, "edge_exit_acc": None})
+        rows.append({"kind": "hierarchical", "arch": "vgg16", "split": "conv2",
+                     "exit_head": "dgl", "seed": seed, "final_acc": hier,
+                     "edge_exit_acc": edge})
+    s = study_summary(pd.DataFrame(rows)).set_index("kind")
+    assert s.loc["end-to-end", "final_acc"] == pytest.approx(0.91)
+    h = s.loc["hierarchical"]
+    assert h["gap"] == pytest.approx(-0.02)            # median of -0.02, -0.01, -0.04
+    # CI of the mean of the paired differences: t(2) = 4.303, sd 0.01528 / sqrt 3
+    assert h["gap_ci"] == pytest.approx(4.303 * 0.015275 / 3 ** 0.5, rel=1e-3)
+    assert h["gap_pairs"] == 3 and h["edge_gap"] == pytest.approx(-0.10)
+
+
+def _cli(args, env, **kw):
+    return subprocess.Popen([sys.executable, "run_bench.py", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kw)
+
+
+@pytest.mark.slow
+def test_study_killed_then_resumed(tmp_path):
+    """A study killed after some trainings resumes: those are reused, the rest trained, and
+    the result equals an uninterrupted study's (same seeds, same code, same threads)."""
+    scen = tmp_path / "tiny.yaml"
+    scen.write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "HIERBENCH_CACHE": str(tmp_path / "cache"),
+           "HIERBENCH_RESULTS": str(tmp_path / "results")}
+    entries = tmp_path / "cache" / "accuracy"
+    proc = _cli(["run", str(scen), "--no-plots"], env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(entries.glob("*.json"))) < 3:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = len(list(entries.glob("*.json")))
+    assert 3 <= kept < 10, f"killed with {kept} of 10 trainings cached"
+    done = _cli(["run", str(scen), "--no-plots"], env)
+    out = done.communicate(timeout=300)[0]
+    assert done.returncode == 0, out
+    assert f"{kept} reused from the cache, {10 - kept} to train" in out
+    run = sorted((tmp_path / "results" / "tiny_study").iterdir())[-1]
+    table = pd.read_csv(run / "study.csv")
+    assert len(table) == 10 and (table["how"] == "reused").sum() == kept
+    assert table["source"].str.contains(str(entries)).all()
+    again = _cli(["run", str(scen), "--no-plots"], env)
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0 and "10 reused from the cache, 0 to train" in out, out
+    rerun = pd.read_csv(sorted((tmp_path / "results" / "tiny_study").iterdir())[-1] / "study.csv")
+    assert rerun["final_acc"].tolist() == table["final_acc"].tolist()
+    assert Path(run / "study_summary.csv").exists() and Path(run / "study_runtime.csv").exists()
+    modelled = pd.read_csv(run / "study_runtime.csv")
+    assert modelled["runtime_source"].str.startswith("modelled").all()
+
+
+def test_selection_takes_the_fastest_split_within_the_budget():
+    from harness.study.select import Candidate, choose
+    table = [Candidate("conv2", 0.030, 0.004, 10.0), Candidate("conv7", 0.008, 0.003, 14.0),
+             Candidate("conv10", 0.002, 0.002, 30.0), Candidate("conv4", 0.012, 0.005, 12.0)]
+    best, why = choose(table, 0.01)
+    assert best.split == "conv7"
+    assert "fastest of 2 within budget" in why and "conv2 (10.0 s, drop 3.00)" in why
+    assert "conv4 (12.0 s, drop 1.20)" in why
+    assert choose(table, 0.05)[0].split == "conv2"
+    assert choose(table, 0.002)[0].split == "conv10"
+    none, why = choose(table, 0.001)
+    assert none is None and "no split within a drop of 0.10 points" in why
+
+
+def test_auto_needs_a_budget_and_stands_alone():
+    from harness.errors import HarnessError
+    ok = parse_scenario({"name": "x", "model": {"split": "auto"},
+                         "selection": {"max_accuracy_drop": 0.01}})
+    assert ok.splits == ("auto",) and ok.selection == {"max_accuracy_drop": 0.01}
+    for bad, where in [({"model": {"split": "auto"}}, "selection: required"),
+                       ({"model": {"split": ["auto", "conv4"]},
+                         "selection": {"max_accuracy_drop": 0.01}}, "stands alone"),
+                       ({"selection": {"max_accuracy_drop": 0.01}}, "only with"),
+                       ({"model": {"split": "auto"}, "selection": {"max_accuracy_drop": 2}},
+                        "max_accuracy_drop"),
+                       ({"model": {"split": "auto"}, "selection": {"budget": 0.1}}, "selection")]:
+        with pytest.raises(HarnessError, match=where):
+            parse_scenario({"name": "x", **bad})
+
+
+def test_auto_without_a_cached_study_says_so_before_any_work(tmp_path, monkeypatch):
+    from harness.emulation.links import resolve_links
+    from harness.errors import HarnessError
+    from harness.study.select import resolver
+    monkeypatch.setenv("HIERBENCH_CACHE", str(tmp_path))
+    s = parse_scenario({"name": "x", "model": {"split": "auto"}, "links": ["3g"],
+                        "selection": {"max_accuracy_drop": 0.01}})
+    s, profiles = resolve_links(s)
+    with pytest.raises(HarnessError, match="run 'run_bench.py run scenarios/accuracy.yaml'"):
+        resolver(print, False)(s, profiles)
+    with pytest.raises(HarnessError, match="not with --loopback"):
+        resolver(print, True)(s, profiles)
