@@ -6,7 +6,8 @@ import pytest
 
 from harness.config import ComputeConfig
 from harness.errors import HarnessError
-from harness.run.computecheck import cfs_quota, devices_of, require_ok, summary_lines
+from harness.run.computecheck import devices_of, require_ok, summary_lines
+from harness.run.computeprobe import cfs_quota
 
 
 def test_quota_never_under_one_millisecond():

@@ -31,7 +31,7 @@ from harness.config import Scenario, check_name, link_is_path
 from harness.errors import HarnessError
 from harness.fields import check_type, top_mapping
 from harness.paths import TOPOLOGIES
-from harness.emulation.profilekeys import outage_list, rate_steps, trace_path
+from harness.emulation.profilekeys import MAX_MBPS, outage_list, rate_steps, trace_path
 from harness.emulation.tracelink import steps_mean_mbps, trace_mean_mbps
 
 # TCP payload per Ethernet frame that HTB counts (MSS 1448 with timestamps, 1514 on the wire):
@@ -39,7 +39,6 @@ from harness.emulation.tracelink import steps_mean_mbps, trace_mean_mbps
 WIRE_EFFICIENCY = 1448 / 1514
 MSS_B = 1448                      # TCP payload per segment (MSS with timestamps)
 INITIAL_WINDOW_B = 10 * MSS_B     # Linux's initial congestion window: 10 segments
-MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the rate silently
 NUMBERS = ("up_mbps", "down_mbps", "up_delay_ms", "down_delay_ms", "jitter_ms", "loss_pct",
            "queue_packets")
 OPTIONAL_KEYS = {"down_jitter_ms": 0.0, "down_loss_pct": 0.0}     # absent: no impairment down

@@ -14,13 +14,13 @@ from harness.errors import HarnessError
 from harness.fields import check_type, top_mapping
 from harness.paths import TOPOLOGIES
 
+MAX_MBPS = 1000.0  # Mininet's TCIntf.bwParamMax: above it Mininet ignores the rate silently
 OUTAGE_DIRECTIONS = ("up", "down", "both")
 
 
 def rate_steps(raw: Any, where: str) -> str:
     """Rate steps [{mbps, seconds}, ...] as 'MBPS:SECONDS,...' (each rate held that many
     whole seconds, repeating after the last); errors name the step."""
-    from harness.emulation.links import MAX_MBPS         # a fixed rate's ceiling: Mininet's
     if not isinstance(raw, list) or not raw:
         raise HarnessError(f"{where}: expected a list of {{mbps, seconds}}")
     out = []

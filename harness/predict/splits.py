@@ -13,7 +13,7 @@ from harness.config import Case, dilation_of
 from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
 from harness.emulation.devices import load_device
-from harness.predict.targets import capped_costs, device_costs
+from harness.predict.targets import CAP_MARGIN, capped_costs, device_costs
 from harness.predict.runtime import (LinkRates, Prediction, costs_from_profile, predict, scaled,
                                      sizes_for)
 from harness.train.data import SPECS
@@ -61,7 +61,6 @@ def case_costs(case: Case, as_specified: bool = False) -> tuple[tuple[dict, dict
     this machine, or a named device's modelled times (then its side counts as one core) --
     capped, under compute.over_ceiling: cap, at what this machine holds as a paced step
     (predict.targets.capped_costs), unless `as_specified` (the device's own times)."""
-    from harness.run.pacing import CAP_MARGIN
     c, m = case.compute, case.model
     profs = list(profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
                               c.edge_threads, c.cloud_threads))

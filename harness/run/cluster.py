@@ -28,11 +28,11 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.emulation.netclean import SCRATCH_PREFIX
 from harness.files import write_json
 
 NODE_RESOURCE = "hierbench_node"
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"     # Ray's default place for the cluster's token
-SCRATCH_PREFIX = "hierbench-node-"   # + the task's pid: a killed task's is removed (netclean)
 INSTALL_HINT = ("Ray is not installed: make setup-cluster (or .venv/bin/pip install "
                 "'.[cluster]') on every machine")
 

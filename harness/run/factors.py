@@ -6,7 +6,7 @@ The runtime model scales one-core costs linearly by threads / cores, but CFS thr
 a half-core step 7-28% slower than twice a full-core one (measured), and two hosts busy at
 once slow each other (shared caches and memory bandwidth, the kernel's network work on the
 same cores). So every emulated run times the hosts' training steps in compute probes
-(harness.run.computecheck.Probe) under their shares, the three ways the methods compute
+(harness.run.computeprobe.Probe) under their shares, the three ways the methods compute
 (FACTOR_ROUNDS): both hosts at once (hierarchical), one host while the other idles (split
 learning's turns), and the whole network on one host (edge-only, cloud-only). Each round's
 measured / modelled ratio is a factor; each method's predictions are scaled by its round's
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from harness.run.computecheck import Probe
+from harness.run.computeprobe import Probe
 
 FACTOR_BATCHES = 6             # timed batches per round (their median is the figure)
 

@@ -27,11 +27,6 @@ from harness.errors import HarnessError
 # around their cached cost on this machine (see above), so 1.5 leaves room for that drift and
 # for two hosts computing at once.
 PACE_MARGIN = 1.5
-# The same for a device capped at this machine's speed (compute.over_ceiling: cap,
-# predict.targets.capped_costs): its targets sit on the machine's limit by construction, and
-# at 1.5 the capped A100 cloud of scenarios/devices.yaml overran 39 of 441 steps, its probe
-# margin down to 1.02 while the edge computed beside it (2026-12-02).
-CAP_MARGIN = 2.0
 
 # The compute spans of each method's workers, by role and phase (harness.workers.edge/cloud).
 PACED_STEPS = {"hierarchical": {"edge": ("step",), "cloud": ("step",)},

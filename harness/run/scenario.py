@@ -7,7 +7,7 @@ model/split/codec/method on unshaped loopback, when timing runs on a batch budge
 `timing_pass` (per link: build, calibrate, run its cases), `finish` (summary, plots, state).
 A failed case is recorded (status.json says why) and the sweep goes on (unless
 `--stop-on-failure`); an interrupt or a link out of tolerance stops it, keeping the finished
-cases (state `partial`): a bad calibration usually means the machine, not the link (resume).
+cases (`partial`): a bad calibration usually means the machine, not the link (resume).
 """
 from __future__ import annotations
 
@@ -45,18 +45,15 @@ class Options:
     plots: bool = True
     stop_on_failure: bool = False     # True: the first failed case stops the sweep
     cluster: str | None = None        # a Ray cluster's address, or local (harness.run.cluster)
-    # (scenario, link profiles) -> scenario: model.split: auto resolved (harness.study.select)
-    resolve: Callable | None = None
+    resolve: Callable = lambda scenario, profiles: scenario   # split: auto (harness.study.select)
     echo: Callable[[str], None] = print
 
 
 def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object, object]:
     """Profiles, data and emulation prerequisites; returns (scenario, profiles, train, test)."""
     scenario, profiles = resolve_links(scenario)
-    if opts.resolve is not None:
-        scenario = opts.resolve(scenario, profiles)
-    if not opts.emulate:
-        # No shaping: one unshaped "link", named for what it is, never a profile's name.
+    scenario = opts.resolve(scenario, profiles)
+    if not opts.emulate:   # no shaping: one unshaped "link", named for what it is
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
         if scenario.compute.pace:
             opts.echo("compute.pace: not applied under --loopback (compute runs unpaced)")
@@ -163,8 +160,7 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
         from harness.run.cluster import cluster_pass
         return cluster_pass(run, todo)
     k = dilation_of(scenario.compute)
-    for link_name in scenario.links:
-        cases = [entry for entry in todo if entry[1].link == link_name]
+    for link_name, cases in ((n, [e for e in todo if e[1].link == n]) for n in scenario.links):
         if not cases:
             continue
         if not opts.emulate:
