@@ -104,6 +104,8 @@ def test_check_and_baseline_commands(tmp_path):
     assert bad.returncode == 1
     assert "REGRESSION" in bad.stdout and "gain_vs_split@3g:10%" in bad.stdout
     assert "+40.0%" in bad.stdout and "+70.0%" in bad.stdout     # current vs raised baseline
+    absent = run_cli("check", str(run), "--baseline", str(base), "--check", "gain_vs_split@4g:10%")
+    assert absent.returncode == 1 and "missing" in absent.stdout, absent.stdout + absent.stderr
     missing = run_cli("check", str(run), "--baseline", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: baseline file not found")
 
@@ -142,9 +144,13 @@ def test_regression_only_when_the_whole_ci_is_below_the_floor(tmp_path):
     s = build_summary(fake_run(tmp_path, reps=1), "quick")
     h = (s["method"] == "hierarchical") & (s["link"] == "3g")
     check = parse_check("gain_vs_split@3g:10%")            # current gain 0.40
-    s.loc[h, "gain_vs_split_ci"] = 0.05
+    s.loc[h, "gain_vs_split_ci"] = 0.03
     assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["noise"]
-    assert judge(s, [check], {"gain_vs_split@3g": 0.56})["verdict"].tolist() == ["REGRESSION"]
+    assert judge(s, [check], {"gain_vs_split@3g": 0.54})["verdict"].tolist() == ["REGRESSION"]
+    # A CI wider than a third of the tolerance cannot excuse a 12-point drop as noise.
+    s.loc[h, "gain_vs_split_ci"] = 0.05
+    assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["CI-TOO-WIDE"]
+    assert judge(s, [check], {"gain_vs_split@3g": 0.48})["verdict"].tolist() == ["pass"]
     s.loc[h, "gain_vs_split_ci"] = float("nan")             # no CI: the value alone decides
     assert judge(s, [check], {"gain_vs_split@3g": 0.52})["verdict"].tolist() == ["REGRESSION"]
 

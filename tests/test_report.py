@@ -104,3 +104,48 @@ def test_the_answer_ranks_only_methods_that_keep_raw_data_and_states_converged_a
     text = answer(pd.DataFrame(rows))[0]
     assert "is <b>hierarchical</b>, 30.0 ± 0.5 s, converged accuracy 0.915 ± 0.004 across 3 " \
            "seeds, -0.60 ± 0.30 points against end-to-end training (paired by seed)" in text
+
+
+def test_each_warning_appears_when_its_cause_is_present_and_not_otherwise(tmp_path):
+    """Partial run, failed case, link calibration out of tolerance, compute calibration out of
+    tolerance, a model miss beyond 10%, a gain across cluster nodes, estimated runtimes: each
+    cause added alone gives its warning; a clean run gives none."""
+    import json
+
+    from harness.analysis.report import warnings
+    from harness.analysis.summary import build_summary
+    from test_compare import fake_run
+    run = fake_run(tmp_path / "clean", reps=1)
+    summary = build_summary(run, "quick")
+    summary["predicted_err"] = 0.02
+    summary["extrapolated"] = False
+    assert warnings(run, summary) == []
+
+    def only(text, s=summary, r=run):
+        found = warnings(r, s)
+        assert len(found) == 1 and text in found[0], found
+    partial = fake_run(tmp_path / "partial", reps=1, partial_after=7)
+    found = warnings(partial, build_summary(partial, "quick"))
+    assert found[0].startswith("Partial run (partial: test)")
+    assert any(w.startswith("Case edge on wifi rep 0: failed") for w in found)
+    link = run / "links" / "3g"
+    link.mkdir(parents=True)
+    (link / "linkcheck.json").write_text(json.dumps({"checks": {
+        "goodput_up": {"ok": False, "measured": 0.8, "rule": ">= 0.9"},
+        "rtt": {"ok": True}}}))
+    only("Link 3g: calibration check goodput_up out of tolerance (measured 0.8, rule >= 0.9)")
+    (link / "linkcheck.json").unlink()
+    (link / "computecheck.json").write_text(json.dumps({"ok": False}))
+    only("Link 3g: compute calibration out of tolerance")
+    (link / "computecheck.json").write_text(json.dumps({"ok": True}))
+    assert warnings(run, summary) == []
+    missed = summary.copy()
+    missed.loc[missed.index[0], "predicted_err"] = -0.135
+    only(f"Model: {missed.loc[missed.index[0], 'method']} on 3g predicted -13.5%", missed)
+    nodes = summary.copy()
+    nodes["gain_nodes"] = ""
+    nodes.loc[nodes.index[0], "gain_nodes"] = "split on node-b; "
+    only("compares runs on different cluster nodes (split on node-b)", nodes)
+    est = summary.copy()
+    est.loc[est.index[0], "extrapolated"] = True
+    only("Runtimes are estimated for the full budget", est)

@@ -9,8 +9,11 @@ The value is the median over repetitions (and over archs when ARCH is left out),
 CI: Student's t over the repetitions when there are 3 or more, else the run's own CI (the
 gains' delta-method CI from the steady-state estimates). A regression is called only when the
 whole CI lies below baseline - TOL (value + CI < floor); a value below the floor whose CI
-reaches it is reported as `noise`, which passes. Without any CI (runs of earlier releases) the
-value itself is compared. Baselines are made from runs of at least 3 repetitions, and no
+reaches it is reported as `noise`, which passes, but only while the CI is at most a third of
+TOL (MAX_NOISE_CI_SHARE): so no drop larger than 4/3 x TOL passes as noise. A wider CI cannot
+tell a regression from noise and fails as `CI-TOO-WIDE` (more repetitions narrow it). A check
+whose value or baseline is absent fails as `missing`. Without any CI (runs of earlier
+releases) the value itself is compared. Baselines are made from runs of at least 3 repetitions, and no
 accuracy baseline at chance is stored. Reads CSV/JSON only: no torch.
 """
 from __future__ import annotations
@@ -137,7 +140,8 @@ def load_baseline(path: Path) -> dict[str, float]:
 
 def judge(summary: pd.DataFrame, checks: list[Check], baseline: dict[str, float]) -> pd.DataFrame:
     """One row per check: baseline, current with its CI, allowed minimum, verdict (pass, noise:
-    below the floor but within its CI, REGRESSION, missing, or baseline-at-chance)."""
+    below the floor but within a CI no wider than a third of the tolerance, CI-TOO-WIDE,
+    REGRESSION, missing, or baseline-at-chance)."""
     rows = []
     for check in checks:
         current, ci, reps = measure_ci(summary, check.metric, check.link, check.arch)
@@ -150,7 +154,7 @@ def judge(summary: pd.DataFrame, checks: list[Check], baseline: dict[str, float]
         elif current >= floor:
             verdict = "pass"
         elif not math.isnan(ci) and current + ci >= floor:
-            verdict = "noise"
+            verdict = "noise" if ci <= MAX_NOISE_CI_SHARE * check.tolerance else "CI-TOO-WIDE"
         else:
             verdict = "REGRESSION"
         rows.append({"check": str(check), "baseline": base, "current": current,
@@ -159,6 +163,7 @@ def judge(summary: pd.DataFrame, checks: list[Check], baseline: dict[str, float]
 
 
 PASSING = ("pass", "noise")
+MAX_NOISE_CI_SHARE = 1 / 3      # of a check's tolerance: the widest CI that may excuse a drop
 
 
 def _split_key(key: str) -> tuple[str, str, str | None]:
