@@ -146,6 +146,12 @@ def test_each_warning_appears_when_its_cause_is_present_and_not_otherwise(tmp_pa
     nodes["gain_nodes"] = ""
     nodes.loc[nodes.index[0], "gain_nodes"] = "split on node-b; "
     only("compares runs on different cluster nodes (split on node-b)", nodes)
+    paced = summary.copy()
+    paced["paced_steps"], paced["pace_overruns"] = 40, 2             # 5%: within the bound
+    assert warnings(run, paced) == []
+    paced.loc[paced.index[0], "pace_overruns"] = 3
+    only(f"Paced compute: 3 of 40 steps of {paced.loc[paced.index[0], 'method']} on 3g overran",
+         paced)
     est = summary.copy()
     est.loc[est.index[0], "extrapolated"] = True
     only("Runtimes are estimated for the full budget", est)

@@ -24,6 +24,7 @@ from harness.analysis.answer import answer, esc
 
 REPORT_FILE = "report.html"
 MODEL_MISS = 0.10            # a prediction further than this from its measurement is flagged
+MAX_OVERRUN_SHARE = 0.05     # paced steps of a case that may overrun their target unflagged
 PLOTS = (("runtime.png", "Runtime per method and link"),
          ("gain.png", "Hierarchical training's runtime gain over each baseline"),
          ("accuracy_vs_time.png", "Accuracy against runtime"),
@@ -87,6 +88,11 @@ def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:
     for _, row in summary[across.reindex(summary.index, fill_value=False)].iterrows():
         out.append(f"Gain of hierarchical on {row['link']} compares runs on different cluster "
                    f"nodes ({row['gain_nodes'].strip('; ')}): comparable only through calibration")
+    paced = summary.dropna(subset=["paced_steps"]) if "paced_steps" in summary else summary[:0]
+    for _, row in paced[paced["pace_overruns"] > MAX_OVERRUN_SHARE * paced["paced_steps"]].iterrows():
+        out.append(f"Paced compute: {int(row['pace_overruns'])} of {int(row['paced_steps'])} "
+                   f"steps of {row['method']} on {row['link']} overran their target: that case "
+                   f"ran at this machine's speed, not the device's")
     if "extrapolated" in summary and summary["extrapolated"].fillna(False).astype(bool).any():
         out.append("Runtimes are estimated for the full budget from the measured batches "
                    "(see the notes under the tables).")
