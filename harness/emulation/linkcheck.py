@@ -194,6 +194,7 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
         _measure_capacity(link, profile, d, spec, measured)
     udp = measure_udp(link, d, (TRACE_UDP_SHARE if spec else UDP_SHARE) * rate, udp_packets(loss))
     measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
+    measured[f"{d}_probe_failures"] = tcp["failed_tries"] + udp["failed_tries"]   # retried
     measured[f"{d}_udp"] = udp
     measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(
         delay, jitter, udp["pps"], spec, udp["payload_b"] + UDP_HEADERS_B)
@@ -245,6 +246,8 @@ def summary_line(c: dict) -> str:
                    for d in ("up", "down") if f"{d}_loss_pct" in m)
     again = (f" after re-measuring {', '.join(c['first_attempt']['remeasured'])}"
              if c.get("attempts", 1) > 1 else "")
+    retried = sum(len(m.get(f"{d}_probe_failures", [])) for d in ("up", "down"))
+    again += f" ({retried} failed probe run(s) retried: linkcheck.json)" if retried else ""
     rates = ", ".join(
         f"{d} {m[f'{d}_capacity_mbps']:.3g}/{m[f'{d}_trace_mbps']:.3g} Mbit/s delivered/trace"
         if f"{d}_trace_mbps" in m else f"{d} {m[f'{d}_mbps']:.2f}/{cfg[f'{d}_mbps']:g} Mbit/s"

@@ -23,6 +23,14 @@ WATCH_S = 0.2                    # how often a running probe checks its helpers
 UDP_HEADERS_B = 8 + 20 + 14       # UDP + IPv4 + Ethernet: what HTB counts besides the payload
 UDP_MAX_PPS = 2000               # datagrams per second the UDP probe aims at, at most
 UDP_PAYLOAD_B = (64, 1400)       # smallest and largest datagram payload, bytes
+# iperf3 runs per measurement, at most: one that fails for a transient reason (its own
+# "unable to read from stream socket", no JSON, its server gone) is run again; every failed
+# try is recorded beside the measurement (`failed_tries`), and the third failure stops.
+PROBE_TRIES = 3
+
+
+class TransientProbeError(HarnessError):
+    """One iperf3 run failed in a way a second run may not (not a helper of the link dying)."""
 
 
 def measure_rtt(link, count: int = MIN_RTT_PROBES) -> dict:
@@ -59,6 +67,20 @@ def _check_server(server, role: str, code: int | None = None) -> None:
 
 
 def _iperf3(link, direction: str, extra: list[str], timeout_s: float, on_start=None) -> dict:
+    """An iperf3 measurement in `direction`, retried after a transient failure (at most
+    PROBE_TRIES runs); its JSON with `failed_tries` (each failed run's reason) added."""
+    failed = []
+    for _ in range(PROBE_TRIES):
+        try:
+            return {**_iperf3_once(link, direction, extra, timeout_s, on_start),
+                    "failed_tries": failed}
+        except TransientProbeError as exc:
+            failed.append(str(exc))
+    raise HarnessError(f"{failed[-1]} ({PROBE_TRIES} tries failed: {'; '.join(failed[:-1])})")
+
+
+def _iperf3_once(link, direction: str, extra: list[str], timeout_s: float,
+                 on_start=None) -> dict:
     """One iperf3 run in `direction` ('up': edge -> cloud); its JSON, as the receiver saw it.
 
     The client runs on the receiving host with -R (the server sends), so its per-interval
@@ -83,17 +105,20 @@ def _iperf3(link, direction: str, extra: list[str], timeout_s: float, on_start=N
     finally:
         link.kill(server)
     if server_code not in (None, 0):          # the client's error ("connection refused") is its echo
-        _check_server(server, sender, server_code)
+        try:
+            _check_server(server, sender, server_code)
+        except HarnessError as exc:
+            raise TransientProbeError(str(exc)) from None
     if client.returncode not in (0, 1):          # iperf3 exits 1 with a JSON "error" of its own
-        raise HarnessError(f"linkcheck: iperf3 client in {receiver} died: "
-                           f"{exit_text(client.returncode)}")
+        raise TransientProbeError(f"linkcheck: iperf3 client in {receiver} died: "
+                                  f"{exit_text(client.returncode)}")
     try:
         report = json.loads(out)
     except json.JSONDecodeError:
-        raise HarnessError(f"linkcheck: iperf3 {direction}: no JSON output "
-                           f"(client {exit_text(client.returncode)})") from None
+        raise TransientProbeError(f"linkcheck: iperf3 {direction}: no JSON output "
+                                  f"(client {exit_text(client.returncode)})") from None
     if "error" in report:
-        raise HarnessError(f"linkcheck: iperf3 {direction}: {report['error']}")
+        raise TransientProbeError(f"linkcheck: iperf3 {direction}: {report['error']}")
     return report
 
 
@@ -128,7 +153,7 @@ def measure_goodput(link, direction: str, seconds: float, omit_s: int, on_start=
              if not iv["sum"].get("omitted")]
     mean = report["end"]["sum_received"]["bits_per_second"] / 1e6
     return {"mbps": statistics.median(per_s) if per_s else mean, "mean_mbps": mean,
-            "interval_mbps": [round(v, 3) for v in per_s]}
+            "interval_mbps": [round(v, 3) for v in per_s], "failed_tries": report["failed_tries"]}
 
 
 def udp_payload_b(rate_mbps: float) -> int:
@@ -150,8 +175,9 @@ def measure_udp(link, direction: str, rate_mbps: float, packets: int, on_start=N
     seconds = max(1.0, 1.5 * packets / pps)      # iperf3 paces small datagrams ~25% slow
     extra = ["-u", "-l", str(payload_b), "-b", f"{rate_mbps * payload_b / (payload_b + UDP_HEADERS_B):.4f}M",
              "-t", f"{seconds:.1f}"]
-    s = _iperf3(link, direction, extra, seconds + 30, on_start)["end"]["sum"]
-    return {"loss_pct": float(s["lost_percent"]), "lost": int(s["lost_packets"]),
+    report = _iperf3(link, direction, extra, seconds + 30, on_start)
+    s = report["end"]["sum"]
+    return {"failed_tries": report["failed_tries"], "loss_pct": float(s["lost_percent"]), "lost": int(s["lost_packets"]),
             "packets": int(s["packets"]), "jitter_ms": float(s["jitter_ms"]),
             "pps": round(pps, 1), "payload_b": payload_b, "seconds": round(seconds, 1),
             "test_s": float(s.get("seconds", seconds))}
