@@ -24,17 +24,21 @@ def read(path):
 
 
 def test_a_paced_span_lasts_its_target_and_records_the_real_compute(tmp_path):
+    """Judged on what each span recorded (a busy machine may stretch a sleep): the span lasts
+    its target or its real compute, whichever is longer, and an overrun is exactly the latter."""
     log = EventLog(tmp_path / "edge.jsonl", "edge")
-    with log.span(COMPUTE, 0, pace_s=0.05):
-        time.sleep(0.01)                          # the step's real compute: 10 ms
-    with log.span(COMPUTE, 1, pace_s=0.01):
-        time.sleep(0.03)                          # slower than its target: an overrun
+    with log.span(COMPUTE, 0, pace_s=0.5):
+        time.sleep(0.01)                          # the step's real compute: 10 ms of 500
+    with log.span(COMPUTE, 1, pace_s=0.0):
+        time.sleep(0.03)                          # any compute overruns a zero target
     with log.span(COMPUTE, 2):                    # not paced: nothing added
         pass
     log.close()
     first, second, third = read(tmp_path / "edge.jsonl")
-    assert first["t_end"] - first["t_start"] >= 0.05
-    assert 0.01 <= first["busy_s"] < 0.05 and first["pace_s"] == 0.05 and not first["overrun"]
+    for span in (first, second):
+        assert span["overrun"] == (span["busy_s"] > span["pace_s"])
+        assert span["t_end"] - span["t_start"] >= max(span["busy_s"], span["pace_s"]) - 1e-6
+    assert first["busy_s"] >= 0.01 and first["pace_s"] == 0.5
     assert second["overrun"] and second["busy_s"] >= 0.03
     assert second["t_end"] - second["t_start"] == pytest.approx(second["busy_s"], abs=1e-6)
     assert "pace_s" not in third and "busy_s" not in third
@@ -42,13 +46,15 @@ def test_a_paced_span_lasts_its_target_and_records_the_real_compute(tmp_path):
 
 def test_totals_count_paced_steps_and_overruns(tmp_path):
     log = EventLog(tmp_path / "edge.jsonl", "edge")
-    for step, real in enumerate((0.0, 0.0, 0.02)):
-        with log.span(COMPUTE, step, pace_s=0.01):
+    for step, (real, target) in enumerate(((0.0, 0.3), (0.0, 0.3), (0.02, 0.0))):
+        with log.span(COMPUTE, step, pace_s=target):
             time.sleep(real)
     log.close()
+    spans = read(tmp_path / "edge.jsonl")
     t = totals(load_events(tmp_path))
-    assert (t["paced_steps"], t["pace_overruns"], t["steps"]) == (3, 1, 3)
-    assert t["edge_compute_busy_s"] >= 0.02 and t["edge_compute_s"] >= 0.04
+    assert (t["paced_steps"], t["steps"]) == (3, 3)
+    assert t["pace_overruns"] == sum(s["overrun"] for s in spans) >= 1     # the zero target
+    assert t["edge_compute_busy_s"] >= 0.02 and t["edge_compute_s"] >= 0.62
     unpaced = tmp_path / "plain"
     unpaced.mkdir()
     EventLog(unpaced / "edge.jsonl", "edge").close()

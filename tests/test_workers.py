@@ -147,14 +147,15 @@ def test_hierarchical_sends_nothing_down_during_training(runs):
 
 
 def test_hierarchical_pipeline_overlaps_edge_and_cloud(runs):
-    """In hierarchical, the cloud computes batch k while the edge computes a later batch."""
+    """In hierarchical, the edge starts batch k+1 before the cloud has finished batch k: it
+    never waits for the cloud (event order, which a busy machine does not change)."""
     _, case_dir, _ = runs["hierarchical", "fp32"]
     df = load_events(case_dir)
     comp = df[df["event"] == "compute"]
-    edge, cloud = comp[comp["role"] == "edge"], comp[comp["role"] == "cloud"]
-    overlaps = sum(((edge["t_start"] < c.t_end) & (edge["t_end"] > c.t_start)).any()
-                   for c in cloud.itertuples())
-    assert overlaps >= STEPS // 4
+    edge = comp[comp["role"] == "edge"].set_index("step")
+    cloud = comp[comp["role"] == "cloud"].set_index("step")
+    ahead = sum(edge.loc[k + 1, "t_start"] < cloud.loc[k, "t_end"] for k in range(STEPS - 1))
+    assert ahead == STEPS - 1, f"the edge waited for the cloud before {STEPS - 1 - ahead} batch(es)"
 
 
 @pytest.mark.parametrize("method", ["hierarchical", "split"])
