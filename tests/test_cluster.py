@@ -39,6 +39,17 @@ def _layout(run_dir):
             for d in sorted(run_dir.iterdir()) if (d / "case.json").exists()}
 
 
+def _fixed_numbers(run_dir):
+    """Per case: both exits' accuracy and the full and measured-budget step counts."""
+    out = {}
+    for d in (d for d in sorted(run_dir.iterdir()) if (d / "case.json").exists()):
+        acc = json.loads((d / "accuracy.json").read_text())
+        info = json.loads((d / "case_info.json").read_text())
+        out[d.name] = (acc["final_acc"], acc["edge_exit_acc"], info["full_steps"],
+                       info["budget_steps"])
+    return out
+
+
 @pytest.mark.root
 @pytest.mark.usefixtures("nothing_left")
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -53,6 +64,9 @@ def test_gate_on_a_one_machine_cluster_matches_a_local_run(tmp_path):
     assert {s for s, _ in _layout(runs[cluster]).values()} == {"ok"}
     top = {w: sorted(p.name for p in r.iterdir()) for w, r in runs.items()}
     assert top[local] == top[cluster]
+    # The numbers that do not depend on timing are equal: accuracy (same seed, same threads:
+    # the same updates) and each case's step budget; a window's measured batches may differ.
+    assert _fixed_numbers(runs[local]) == _fixed_numbers(runs[cluster])
     for case in (d for d in runs[cluster].iterdir() if (d / "case.json").exists()):
         node = json.loads((case / "node.json").read_text())
         assert node["host"] and node["cpu_model"] and node["ray_node_id"]
