@@ -1,6 +1,7 @@
 """Accuracy studies: the plan, the cache (keys, invalidation, damage), the paired summary, and
 a whole study that is killed and resumes from its cache (generated data: seconds)."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -174,3 +175,25 @@ def test_auto_without_a_cached_study_says_so_before_any_work(tmp_path, monkeypat
         resolver(print, False)(s, profiles)
     with pytest.raises(HarnessError, match="not with --loopback"):
         resolver(print, True)(s, profiles)
+
+
+def test_time_to_accuracy_from_each_seeds_curve_on_the_modelled_runtime(tmp_path):
+    from harness.analysis.study import tta_table
+    (tmp_path / "trainings").mkdir()
+    curves = {0: [0.1, 0.86, 0.91], 1: [0.1, 0.84, 0.905], 2: [0.1, 0.87, 0.89]}
+    for seed, accs in curves.items():
+        doc = {"label": f"x{seed}", "kind": "end-to-end",
+               "key": {"arch": "vgg16", "kind": "end-to-end", "split": None, "exit_head": None,
+                       "seed": seed, "recipe": {"epochs": 2}},
+               "result": {"curve": [{"step": s, "final_acc": a} for s, a in
+                                    zip((0, 50, 100), accs)]}}
+        (tmp_path / "trainings" / f"{seed}.json").write_text(json.dumps(doc))
+    pd.DataFrame([{"arch": "vgg16", "split": "conv2", "exit_head": "-", "method": "edge",
+                   "link": "3g", "predicted_s": 200.0}]).to_csv(tmp_path / "study_runtime.csv",
+                                                                index=False)
+    t = tta_table(tmp_path, (0.85, 0.90)).set_index("target")
+    # 0.85: seeds reach it at steps 50, 100, 50 of 100 -> 100 s, 200 s, 100 s: median 100 s
+    assert t.loc[0.85, "tta_s"] == pytest.approx(100.0) and t.loc[0.85, "reached"] == 3
+    assert t.loc[0.85, "tta_ci_s"] == pytest.approx(4.303 * 57.735 / 3 ** 0.5, rel=1e-3)
+    # 0.90: seed 2 never gets there: no time, and the table says 2 of 3 reached it
+    assert math.isnan(t.loc[0.90, "tta_s"]) and t.loc[0.90, "reached"] == 2

@@ -102,3 +102,41 @@ def write_tables(run_dir: Path, echo=print) -> pd.DataFrame:
          "end-to-end, paired by seed")
     echo(summary_text(summary).to_string(index=False))
     return summary
+
+
+def tta_table(run_dir: Path, targets=(0.85, 0.90)) -> pd.DataFrame:
+    """Time to each target accuracy (final exit) per model, link, method and split: the first
+    evaluated step at or above it in each seed's curve, placed on the MODELLED runtime of that
+    method on that link (study_runtime.csv, pro rata over the steps), median and 95% CI across
+    seeds (none unless every seed reached it); resolution one evaluation interval
+    (measure.curve_every batches)."""
+    run_dir = Path(run_dir)
+    runtimes = pd.read_csv(run_dir / "study_runtime.csv")
+    curves = {}
+    for path in sorted((run_dir / "trainings").glob("*.json")):
+        doc = json.loads(path.read_text())
+        key, curve = doc["key"], doc["result"]["curve"]
+        if curve:                      # the last point is the end of training
+            curves.setdefault((key["arch"], key["kind"], key["split"], key["exit_head"]),
+                              []).append((curve, curve[-1]["step"]))
+    rows = []
+    first = {a: runtimes[runtimes["arch"] == a]["split"].iloc[0] for a in runtimes["arch"].unique()}
+    for r in runtimes.itertuples():
+        if r.method in ("cloud", "edge") and r.split != first[r.arch]:
+            continue                   # split-independent: once per model and link
+        kind = "hierarchical" if r.method == "hierarchical" else "end-to-end"
+        key = (r.arch, kind, r.split if kind == "hierarchical" else None,
+               r.exit_head if kind == "hierarchical" else None)
+        for target in targets:
+            times = []
+            for curve, steps in curves.get(key, []):
+                hit = next((p["step"] for p in curve if p["final_acc"] >= target), None)
+                times.append(math.nan if hit is None else r.predicted_s * hit / steps)
+            reached = [t for t in times if t == t]
+            med, ci, n = spread(reached) if len(reached) == len(times) else (
+                math.nan, math.nan, len(reached))     # a seed that never got there: no time
+            rows.append({"arch": r.arch, "link": r.link, "method": r.method, "split": r.split,
+                         "exit_head": r.exit_head, "target": target, "seeds": len(times),
+                         "reached": n, "tta_s": med, "tta_ci_s": ci,
+                         "source": "modelled runtime; accuracy measured (per seed)"})
+    return pd.DataFrame(rows)
