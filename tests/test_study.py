@@ -197,3 +197,46 @@ def test_time_to_accuracy_from_each_seeds_curve_on_the_modelled_runtime(tmp_path
     assert t.loc[0.85, "tta_ci_s"] == pytest.approx(4.303 * 57.735 / 3 ** 0.5, rel=1e-3)
     # 0.90: seed 2 never gets there: no time, and the table says 2 of 3 reached it
     assert math.isnan(t.loc[0.90, "tta_s"]) and t.loc[0.90, "reached"] == 2
+
+
+def test_a_benchmark_case_gets_converged_accuracy_only_from_a_complete_study_cache(
+        tmp_path, monkeypatch):
+    """Every seed of the same model, width, dataset, split and head cached: median, CI and the
+    paired gap; a seed missing or the training code changed: nothing (the short-budget figure
+    stays, labelled)."""
+    from harness.config import Case, ComputeConfig, DatasetConfig, ModelConfig, TrainConfig
+    from harness.study import reuse
+    monkeypatch.setenv("HIERBENCH_CACHE", str(tmp_path / "cache"))
+    study_file = tmp_path / "accuracy.yaml"
+    study_file.write_text(yaml.safe_dump({**TINY, "training": {**TINY["training"],
+                                                              "seeds": [0, 1, 2]}}))
+    monkeypatch.setattr(reuse, "STUDY", study_file)
+    study = parse_scenario(yaml.safe_load(study_file.read_text()))
+    accs = {("end-to-end", None): [0.90, 0.92, 0.91], ("hierarchical", "conv4"): [0.89, 0.915, 0.90]}
+    stored = []
+    for t in trainings(study):
+        m = t.case.model
+        split = m.split if t.kind == "hierarchical" else None
+        if (t.kind, split) not in accs or (t.kind == "hierarchical" and m.exit_head != "dgl"):
+            continue
+        acc = accs[(t.kind, split)][t.case.training.seed]
+        stored.append(cache.store(cache.training_key(t.case, t.kind, 1),
+                                  {"final_acc": acc, "edge_exit_acc": acc - 0.05},
+                                  {"created_utc": "x", "git_commit": "0" * 40}))
+    bench = Case(DatasetConfig("fake", subset=256), ModelConfig("vgg16", 0.125, "conv4", "dgl"),
+                 TrainConfig(batch_size=32), ComputeConfig(), "hierarchical", "fp32", "3g")
+    got = reuse.converged_for(bench)
+    assert got["seeds"] == 3 and got["final_acc"] == pytest.approx(0.90)
+    assert got["gap"] == pytest.approx(-0.01) and got["gap_ci"] > 0
+    assert "converged" in got["source"] and "seeds 0, 1, 2" in got["source"]
+    e2e = reuse.converged_for(Case(bench.dataset, bench.model, bench.training, bench.compute,
+                                   "split", "fp32", "3g"))
+    assert e2e["final_acc"] == pytest.approx(0.91)
+    other_head = Case(bench.dataset, ModelConfig("vgg16", 0.125, "conv4", "linear"),
+                      bench.training, bench.compute, "hierarchical", "fp32", "3g")
+    assert reuse.converged_for(other_head) is None, "that head was not cached"
+    stored[-1].unlink()
+    assert reuse.converged_for(bench) is None, "one seed missing: nothing"
+    monkeypatch.setattr(cache, "code_version", lambda: "another")
+    assert reuse.converged_for(Case(bench.dataset, bench.model, bench.training, bench.compute,
+                                    "split", "fp32", "3g")) is None, "training code changed"

@@ -79,14 +79,15 @@ def attach(run_dir: Path, echo=print) -> int:
         case_file = path.parent / "case.json"
         if not case_file.exists():
             continue
-        total += 1
+        top = path.parent.parent == Path(run_dir)          # a case (not the accuracy pass's)
+        total += top
         acc = json.loads(path.read_text())
         converged = converged_for(case_from_dict(json.loads(case_file.read_text())))
         if converged is None:
             acc.pop("converged", None)
         else:
             acc["converged"] = converged
-            done += 1
+            done += top
         write_json(path, acc)
     if total:
         echo(f"converged accuracy: {done} of {total} case(s) covered by this machine's "
