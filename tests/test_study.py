@@ -119,7 +119,8 @@ def test_study_killed_then_resumed(tmp_path):
     out = done.communicate(timeout=300)[0]
     assert done.returncode == 0, out
     assert f"{kept} reused from the cache, {10 - kept} to train" in out
-    run = sorted((tmp_path / "results" / "tiny_study").iterdir())[-1]
+    killed, run = sorted((tmp_path / "results" / "tiny_study").iterdir())
+    assert json.loads((killed / "run_status.json").read_text())["state"] == "abandoned"
     table = pd.read_csv(run / "study.csv")
     assert len(table) == 10 and (table["how"] == "reused").sum() == kept
     assert table["source"].str.contains(str(entries)).all()

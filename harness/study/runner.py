@@ -56,7 +56,8 @@ def run_study(scenario, raw: dict, opts, resume_dir=None) -> None:
     for i, hit in enumerate(hits):
         if hit is not None:
             _record(run_dir, i, items[i], keys[i], hit["result"], "reused", hit)
-    rundir.write_state(run_dir, "running", cases_total=len(items))
+    rundir.write_state(run_dir, "running", cases_total=len(items),
+                       harness=rundir.process_identity())
     try:
         _train(items, keys, todo, threads, scenario.measure.curve_every, run_dir, opts, workers)
     except KeyboardInterrupt:
