@@ -80,8 +80,30 @@ def run_notes(summary: pd.DataFrame) -> list[str]:
         lines.append(f"paced compute: {int(ok['pace_overruns'].sum())} of "
                      f"{int(ok['paced_steps'].sum())} steps overran their target (their real "
                      f"compute took longer; the step then lasted its real time)")
-    return lines + [
+    return lines + converged_notes(ok) + [
         "± is a 95% CI: runtime from the steady interval's batch means, gain from both "
         "runtimes (delta method), accuracy from the test-set size (Wilson)",
         "gains: 1 - T(hierarchical)/T(baseline) on full-budget estimates, same run, same link "
         "(gain_vs_*_window in summary.csv: measured windows)"]
+
+
+def converged_notes(ok: pd.DataFrame) -> list[str]:
+    """One line per model: the converged accuracy this machine's accuracy study measured for
+    the run's methods (median ± 95% CI across seeds; hierarchical's gap paired by seed)."""
+    if "conv_final_acc" not in ok or ok["conv_final_acc"].isna().all():
+        return []
+    lines = []
+    for (arch, split), group in ok.dropna(subset=["conv_final_acc"]).groupby(["arch", "split"],
+                                                                              sort=False):
+        first = group.drop_duplicates("method")
+        parts = []
+        for r in first.itertuples():
+            text = f"{r.method} {with_ci(r.conv_final_acc, r.conv_final_acc_ci, '{:.3f}')}"
+            if r.method == "hierarchical" and pd.notna(r.conv_gap):
+                text += (f" (gap {with_ci(100 * r.conv_gap, 100 * r.conv_gap_ci, '{:+.2f}')} "
+                         f"points, paired by seed)")
+            parts.append(text)
+        lines.append(f"converged accuracy, {arch} at {split} "
+                     f"({int(first['conv_seeds'].iloc[0])} seeds, this machine's accuracy "
+                     f"study): {'; '.join(parts)}")
+    return lines
