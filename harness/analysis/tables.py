@@ -106,4 +106,5 @@ def converged_notes(ok: pd.DataFrame) -> list[str]:
         lines.append(f"converged accuracy, {arch} at {split} "
                      f"({int(first['conv_seeds'].iloc[0])} seeds, this machine's accuracy "
                      f"study): {'; '.join(parts)}")
-    return lines
+    sources = ok["conv_source"].dropna().unique() if "conv_source" in ok else []
+    return lines + [f"converged accuracy from: {source}" for source in sources]
