@@ -241,3 +241,37 @@ def test_a_benchmark_case_gets_converged_accuracy_only_from_a_complete_study_cac
     monkeypatch.setattr(cache, "code_version", lambda: "another")
     assert reuse.converged_for(Case(bench.dataset, bench.model, bench.training, bench.compute,
                                     "split", "fp32", "3g")) is None, "training code changed"
+
+
+def test_auto_chooses_per_link_from_the_cached_study_and_the_cases_follow(tmp_path, monkeypatch):
+    from harness.emulation.links import resolve_links
+    from harness.study import reuse
+    from harness.study.select import resolver
+    monkeypatch.setenv("HIERBENCH_CACHE", str(tmp_path / "cache"))
+    study_file = tmp_path / "accuracy.yaml"
+    study_file.write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], "exit_head": "dgl"},
+                                          "training": {**TINY["training"], "seeds": [0, 1, 2]}}))
+    monkeypatch.setattr(reuse, "STUDY", study_file)
+    # conv4 is the faster cut on this generated data (smaller activations), but costs 3 points
+    accs = {None: [0.90, 0.92, 0.91], "conv2": [0.895, 0.915, 0.905], "conv4": [0.87, 0.89, 0.88]}
+    for t in trainings(parse_scenario(yaml.safe_load(study_file.read_text()))):
+        split = t.case.model.split if t.kind == "hierarchical" else None
+        cache.store(cache.training_key(t.case, t.kind, 1),
+                    {"final_acc": accs[split][t.case.training.seed], "edge_exit_acc": 0.8},
+                    {"created_utc": "x", "git_commit": "0" * 40})
+    bench = {"name": "b", "dataset": {"name": "fake"}, "links": ["3g", "wifi"],
+             "model": {"arch": "vgg16", "width": 0.125, "split": "auto"},
+             "training": {"batch_size": 64}, "methods": ["hierarchical", "split"]}
+    for budget, pick in ((0.01, "conv2"), (0.05, "conv4")):
+        lines = []
+        s, profiles = resolve_links(parse_scenario({**bench, "selection": {
+            "max_accuracy_drop": budget}}))
+        chosen = resolver(lines.append, False)(s, profiles)
+        assert chosen.chosen_splits == (("vgg16", "3g", pick), ("vgg16", "wifi", pick))
+        assert {(c.link, c.model.split) for c in chosen.cases()} == {("3g", pick), ("wifi", pick)}
+        assert all(line.startswith(f"split for vgg16 over ") for line in lines) and len(lines) == 2
+        if pick == "conv2":
+            assert "accuracy drop 0.50 ± 0.00 points (budget 1.00), fastest of 1 within " \
+                   "budget; faster but over budget: conv4" in lines[0]
+        else:
+            assert "accuracy drop 3.00 ± 0.00 points (budget 5.00), fastest of 2" in lines[0]
