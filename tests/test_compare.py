@@ -1,5 +1,6 @@
 """The regression gate and the summary's gains, on synthetic run directories (no torch)."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,37 @@ def test_repeated_single_measurement_keeps_its_own_ci(tmp_path):
     s.loc[h, "gain_vs_split"] = [0.38, 0.40, 0.42]                  # repetitions that differ
     value, ci, _ = measure_ci(s, "gain_vs_split", "3g", None)
     assert value == pytest.approx(0.40) and ci == pytest.approx(4.303 * 0.02 / 3 ** 0.5)
+
+
+def test_the_gate_refuses_a_run_on_other_compute_than_its_baseline(tmp_path):
+    """The baseline records how compute was produced; a run paced to other cores, or on
+    device profiles, is refused with each difference named (exit 2, nothing judged); a
+    baseline made before baselines recorded compute is used with a note."""
+    run = fake_run(tmp_path, reps=3)
+    for case in run.glob("*/case.json"):
+        doc = json.loads(case.read_text())
+        doc["compute"] = {"pace": True, "edge_cores": 0.25, "cloud_cores": 0.5,
+                          "edge_device": None, "cloud_device": None, "edge_backend": "cpu",
+                          "cloud_backend": "cpu", "over_ceiling": "refuse", "dilation": 1.0}
+        case.write_text(json.dumps(doc))
+    base = tmp_path / "base.json"
+    assert run_cli("baseline", str(run), "--output", str(base)).returncode == 0
+    assert json.loads(base.read_text())["compute"]["edge_cores"] == 0.25
+    same = run_cli("check", str(run), "--baseline", str(base))
+    assert same.returncode == 0 and "compute: as the baseline's" in same.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copytree(run, other / run.name)
+    for case in (other / run.name).glob("*/case.json"):
+        doc = json.loads(case.read_text())
+        doc["compute"].update(edge_device="rpi4", dilation=2.0)     # dilation alone: allowed
+        case.write_text(json.dumps(doc))
+    refused = run_cli("check", str(other / run.name), "--baseline", str(base))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "edge_device None in the baseline, 'rpi4' in the run" in refused.stderr
+    assert "dilation" not in refused.stderr and "REGRESSION" not in refused.stdout
+    old = json.loads(base.read_text())
+    del old["compute"]
+    base.write_text(json.dumps(old))
+    noted = run_cli("check", str(other / run.name), "--baseline", str(base))
+    assert noted.returncode == 0 and "the baseline records no compute" in noted.stdout

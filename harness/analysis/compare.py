@@ -116,6 +116,7 @@ def write_baseline(summary: pd.DataFrame, path: Path, source: str, scenario: str
     at_chance = sorted(k for k, v in values.items() if k.startswith("final_acc") and v <= CHANCE_ACC)
     values = {k: v for k, v in values.items() if k not in at_chance}
     doc = {"scenario": scenario, "source_run": source, "repetitions": reps, "values": values,
+           "compute": compute_of(Path(source)),
            "ci": {k: measure_ci(summary, *_split_key(k))[1] for k in values},
            "omitted_at_chance": at_chance}
     if not doc["values"]:
@@ -123,6 +124,39 @@ def write_baseline(summary: pd.DataFrame, path: Path, source: str, scenario: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return doc
+
+
+# What makes two runs' compute alike (a case's compute section): the pacing, the cores or the
+# device profiles, where each side trains. The dilation factor is left out: 'auto' picks it
+# per machine, and a dilated run reports the virtual world's times.
+COMPUTE_KEYS = ("pace", "edge_cores", "cloud_cores", "edge_device", "cloud_device",
+                "edge_backend", "cloud_backend", "over_ceiling")
+
+
+def compute_of(run_dir: Path) -> dict | None:
+    """How a run's compute was produced: its first case's compute section (COMPUTE_KEYS)."""
+    for case in sorted(Path(run_dir).glob("*/case.json")):
+        compute = json.loads(case.read_text()).get("compute") or {}
+        return {k: compute.get(k) for k in COMPUTE_KEYS}
+    return None
+
+
+def same_compute(run_dir: Path, baseline_path: Path) -> str:
+    """'' when the run's compute is the baseline's; a note when the baseline records none
+    (made before baselines did); HarnessError naming each difference otherwise: gains measured
+    on compute of another kind (other devices, paced or not, a GPU) are not comparable."""
+    base = json.loads(Path(baseline_path).read_text()).get("compute")
+    if base is None:
+        return ("note: the baseline records no compute (made before baselines did): the run's "
+                "compute was not compared with it")
+    mine = compute_of(run_dir) or {}
+    diff = [f"{k} {base.get(k)!r} in the baseline, {mine.get(k)!r} in the run"
+            for k in COMPUTE_KEYS if base.get(k) != mine.get(k)]
+    if diff:
+        raise HarnessError(f"the run's compute is not the baseline's ({'; '.join(diff)}): "
+                           f"gains on other compute are not comparable; make a baseline from "
+                           f"a run with this compute")
+    return ""
 
 
 def load_baseline(path: Path) -> dict[str, float]:

@@ -213,13 +213,14 @@ def plot(run_dir) -> None:
 def check(run_dir, baseline_file, check_texts, github_json) -> None:
     """Gate: compare a run's runtime gains with a baseline; exit 1 on a regression."""
     from harness.analysis.compare import (PASSING, format_verdicts, github_benchmark_json,
-                                          judge, load_baseline, parse_check)
+                                          judge, load_baseline, parse_check, same_compute)
     summary, _ = _summary(run_dir)
     texts = list(check_texts) or _scenario_checks(Path(run_dir))
     if not texts:
         raise HarnessError("no checks: give --check or list them under 'checks' in the scenario")
     checks = [parse_check(t) for t in texts]
     table = judge(summary, checks, load_baseline(Path(baseline_file)))
+    click.echo(same_compute(Path(run_dir), Path(baseline_file)) or "compute: as the baseline's")
     click.echo(format_verdicts(table))
     if github_json:
         Path(github_json).write_text(json.dumps(github_benchmark_json(summary, checks), indent=2))
