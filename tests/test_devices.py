@@ -58,9 +58,11 @@ def test_sustained_is_peak_times_efficiency():
 
 def test_describe_one_line():
     d = parse_device(raw(name="rpi4", peak_gflops=24, efficiency=0.2))
-    assert d.describe() == "rpi4         edge  cpu   peak 24 GFLOP/s x 0.20 = 4.8 GFLOP/s sustained"
+    assert d.describe() == ("rpi4         edge  cpu   peak 24 GFLOP/s x 0.20 = 4.8 GFLOP/s "
+                            "sustained  (efficiency ASSUMED, not measured)")
     assert load_device("v100").describe() == \
-        "v100         cloud gpu   peak 15700 GFLOP/s x 0.35 = 5495 GFLOP/s sustained"
+        ("v100         cloud gpu   peak 15700 GFLOP/s x 0.35 = 5495 GFLOP/s sustained  "
+         "(efficiency ASSUMED, not measured)")
 
 
 def test_load_by_path(tmp_path):
@@ -138,3 +140,28 @@ def test_errors_from_files_name_the_file(tmp_path):
     path = write(tmp_path, raw(efficiency=1.5))
     with pytest.raises(HarnessError, match="^" + re.escape(f"{path}: efficiency: must be in")):
         load_device(path)
+
+
+def test_device_profile_measures_this_machine_and_writes_a_profile_said_measured(tmp_path):
+    """run_bench.py device-profile: a profile whose rate is a measurement (its source says
+    how), loadable as a device; shipped profiles that rest on assumptions say so in `list`."""
+    import subprocess
+    import sys
+
+    from harness.emulation.devices import load_device
+    from harness.paths import REPO
+    out = tmp_path / "this_cpu.yaml"
+    args = [sys.executable, "run_bench.py", "device-profile", "--out", str(out), "--width",
+            "0.125", "--batch", "8", "--steps", "3", "--warmup", "1"]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    device = load_device(out)
+    assert device.measured and device.efficiency == 1.0 and device.peak_gflops > 0
+    assert device.source["peak_gflops"].startswith("measured ")
+    assert "median of 3 training steps" in device.source["peak_gflops"]
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists" in again.stderr, "never overwritten"
+    listed = subprocess.run([sys.executable, "run_bench.py", "list"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300).stdout
+    assert "rpi4" in listed and "(efficiency ASSUMED, not measured)" in listed
+    assert not load_device("rpi4").measured

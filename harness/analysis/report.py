@@ -117,6 +117,13 @@ def calibration(run_dir: Path) -> str:
                      + _table(pd.DataFrame(rows)) + _table(pd.DataFrame(
                          [{"part": k, "how": v} for k, v in how.items()])))
         compute = _read_json(link_dir / "computecheck.json")
+        for role, r in (compute.get("roles") or {}).items():
+            d = r.get("device", {})
+            parts.append(f"<p>{esc(role)} device {esc(d.get('name'))}: "
+                         f"{esc(d.get('sustained_gflops'))} GFLOP/s sustained, "
+                         + ("measured on the device" if d.get("measured") else
+                            "<b>an assumption</b> (vendor peak x an assumed efficiency, not "
+                            "measured: run_bench.py device-profile measures one)") + "</p>")
         if compute.get("model_factors"):
             from harness.run.factors import factor_lines
             parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>"

@@ -39,4 +39,37 @@ def predict(archs, width, dataset, batch_size, batches, links, codecs, edge_core
            echo=click.echo, devices=devices)
 
 
-COMMANDS = (predict,)
+@click.command("device-profile")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="the profile to write (.yaml; its file name is the profile's name)")
+@click.option("--model", "archs", multiple=True, default=("vgg16", "resnet18"), show_default=True)
+@click.option("--width", default=0.25, show_default=True, type=float)
+@click.option("--dataset", default="fashion_mnist", show_default=True)
+@click.option("--batch", default=64, show_default=True, type=int)
+@click.option("--steps", default=20, show_default=True, type=int, help="timed steps per model")
+@click.option("--warmup", default=3, show_default=True, type=int)
+@click.option("--backend", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--threads", default=1, show_default=True, type=int, help="torch threads (CPU)")
+def device_profile(out, archs, width, dataset, batch, steps, warmup, backend, threads) -> None:
+    """Measure this machine's sustained training rate; write it as a device profile."""
+    from pathlib import Path
+
+    from harness.config import backend_ok, check_name
+    from harness.errors import HarnessError
+    from harness.predict.devicerate import measure_profile, write_profile
+    path = Path(out)
+    if path.suffix not in (".yaml", ".yml"):
+        raise HarnessError(f"--out {out}: expected a .yaml file")
+    if not backend_ok(backend):
+        raise HarnessError(f"--backend: expected cpu, cuda or cuda:N, got {backend!r}")
+    name = check_name(path.stem, "--out: the file name (the profile's name)")
+    doc = measure_profile(name, list(archs), width, dataset, batch, steps, warmup, backend,
+                          threads)
+    for arch, rate in doc["measured"].items():
+        click.echo(f"{arch}: {rate['gflops']:.2f} GFLOP/s sustained "
+                   f"({rate['step_s'] * 1e3:.1f} ms per training step)")
+    click.echo(f"wrote {write_profile(doc, path)}: {doc['peak_gflops']:.2f} GFLOP/s "
+               f"(measured; use it as compute.edge_device: {path})")
+
+
+COMMANDS = (predict, device_profile)

@@ -40,15 +40,23 @@ class DeviceProfile:
         """Sustained training throughput, GFLOP/s: peak x efficiency."""
         return self.peak_gflops * self.efficiency
 
+    @property
+    def measured(self) -> bool:
+        """Whether its efficiency is a measurement (run_bench.py device-profile writes one),
+        not an assumption."""
+        return str(self.source.get("efficiency", "")).lower().startswith("measured")
+
     def to_dict(self) -> dict:
-        """Plain data for run directories (includes sustained_gflops)."""
-        return {**asdict(self), "sustained_gflops": self.sustained_gflops}
+        """Plain data for run directories (includes sustained_gflops and whether measured)."""
+        return {**asdict(self), "sustained_gflops": self.sustained_gflops,
+                "measured": self.measured}
 
     def describe(self) -> str:
         """One line: name, role, accelerator, and the arithmetic behind the throughput."""
         return (f"{self.name:<12} {self.kind:<5} {self.accelerator:<5} "
                 f"peak {_num(self.peak_gflops)} GFLOP/s x {self.efficiency:.2f} = "
-                f"{_num(self.sustained_gflops)} GFLOP/s sustained")
+                f"{_num(self.sustained_gflops)} GFLOP/s sustained"
+                + ("  (measured)" if self.measured else "  (efficiency ASSUMED, not measured)"))
 
 
 def device_names(directory: Path = DEVICES) -> list[str]:

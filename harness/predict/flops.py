@@ -11,7 +11,7 @@ bias adds, BatchNorm, ReLU, pooling, residual adds, the loss, nor the optimizer'
 elementwise, memory-bound work that a GFLOP/s figure does not describe anyway.
 
 How it is counted: the same blocks and exit heads as costs.py and the workers (models.blocks,
-models.ExitHead at each split, the dataset's input shape and class count), built and run on
+heads.ExitHead of every design at each split, the dataset's input shape and class count), built and run on
 torch's `meta` device (shapes only, no arithmetic: a whole model costs milliseconds), in train
 mode, at the requested batch size (the counts are exactly linear in it; a test checks).
 Backward is seeded with ones at the block's output. A block's backward is the gradient w.r.t.
