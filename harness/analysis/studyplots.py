@@ -117,14 +117,17 @@ def fig_runtime_accuracy(summary: pd.DataFrame, runtimes: pd.DataFrame) -> plt.F
             front = pareto(pts[pts["method"].isin(KEEPS_DATA)])
             if not front.empty:
                 ax.step(front["runtime_s"], 100 * front["acc"], where="post", color="black",
-                        lw=1, label="Pareto front (raw data stays on the device)")
+                        lw=1, marker="o", mfc="none", ms=9,
+                        label="Pareto front (raw data stays on the device)")
             ax.set_xscale("log")
             ax.set_xlabel("runtime, s (MODELLED, not emulated)")
             ax.set_ylabel("final test accuracy (%)")
             ax.set_title(f"{arch} over {link}", fontsize=9)
             ax.grid(alpha=0.3)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    if archs and links:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7,
+                   frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.set_dpi(DPI)
     return fig
