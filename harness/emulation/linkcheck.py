@@ -194,7 +194,7 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
         _measure_capacity(link, profile, d, spec, measured)
     udp = measure_udp(link, d, (TRACE_UDP_SHARE if spec else UDP_SHARE) * rate, udp_packets(loss))
     measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
-    measured[f"{d}_probe_failures"] = tcp["failed_tries"] + udp["failed_tries"]   # retried
+    measured[f"{d}_probe_failures"] = tcp.get("failed_tries", []) + udp.get("failed_tries", [])
     measured[f"{d}_udp"] = udp
     measured[f"{d}_jitter_expected_ms"] = expected_jitter_ms(
         delay, jitter, udp["pps"], spec, udp["payload_b"] + UDP_HEADERS_B)
