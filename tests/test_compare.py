@@ -198,7 +198,7 @@ def test_the_gate_refuses_a_run_on_other_compute_than_its_baseline(tmp_path):
     assert run_cli("baseline", str(run), "--output", str(base)).returncode == 0
     assert json.loads(base.read_text())["compute"]["edge_cores"] == 0.25
     same = run_cli("check", str(run), "--baseline", str(base))
-    assert same.returncode == 0 and "compute: as the baseline's" in same.stdout
+    assert same.returncode == 0 and "compute: as the baseline's" in same.stderr
     other = tmp_path / "other"
     other.mkdir()
     shutil.copytree(run, other / run.name)
@@ -214,4 +214,4 @@ def test_the_gate_refuses_a_run_on_other_compute_than_its_baseline(tmp_path):
     del old["compute"]
     base.write_text(json.dumps(old))
     noted = run_cli("check", str(other / run.name), "--baseline", str(base))
-    assert noted.returncode == 0 and "the baseline records no compute" in noted.stdout
+    assert noted.returncode == 0 and "the baseline records no compute" in noted.stderr

@@ -220,7 +220,8 @@ def check(run_dir, baseline_file, check_texts, github_json) -> None:
         raise HarnessError("no checks: give --check or list them under 'checks' in the scenario")
     checks = [parse_check(t) for t in texts]
     table = judge(summary, checks, load_baseline(Path(baseline_file)))
-    click.echo(same_compute(Path(run_dir), Path(baseline_file)) or "compute: as the baseline's")
+    click.echo(same_compute(Path(run_dir), Path(baseline_file)) or "compute: as the baseline's",
+               err=True)
     click.echo(format_verdicts(table))
     if github_json:
         Path(github_json).write_text(json.dumps(github_benchmark_json(summary, checks), indent=2))

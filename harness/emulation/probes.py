@@ -23,9 +23,10 @@ WATCH_S = 0.2                    # how often a running probe checks its helpers
 UDP_HEADERS_B = 8 + 20 + 14       # UDP + IPv4 + Ethernet: what HTB counts besides the payload
 UDP_MAX_PPS = 2000               # datagrams per second the UDP probe aims at, at most
 UDP_PAYLOAD_B = (64, 1400)       # smallest and largest datagram payload, bytes
-# iperf3 runs per measurement, at most: one that fails for a transient reason (its own
-# "unable to read from stream socket", no JSON, its server gone) is run again; every failed
-# try is recorded beside the measurement (`failed_tries`), and the third failure stops.
+# iperf3 runs per measurement, at most: one that fails for a transient reason (its own error
+# such as "unable to read from stream socket", or no JSON) is run again; every failed try is
+# recorded beside the measurement (`failed_tries`), and the third failure stops. A probe
+# process killed or its server gone is not transient: it stops at once, naming it.
 PROBE_TRIES = 3
 
 
@@ -105,13 +106,10 @@ def _iperf3_once(link, direction: str, extra: list[str], timeout_s: float,
     finally:
         link.kill(server)
     if server_code not in (None, 0):          # the client's error ("connection refused") is its echo
-        try:
-            _check_server(server, sender, server_code)
-        except HarnessError as exc:
-            raise TransientProbeError(str(exc)) from None
+        _check_server(server, sender, server_code)
     if client.returncode not in (0, 1):          # iperf3 exits 1 with a JSON "error" of its own
-        raise TransientProbeError(f"linkcheck: iperf3 client in {receiver} died: "
-                                  f"{exit_text(client.returncode)}")
+        raise HarnessError(f"linkcheck: iperf3 client in {receiver} died: "
+                           f"{exit_text(client.returncode)}")
     try:
         report = json.loads(out)
     except json.JSONDecodeError:

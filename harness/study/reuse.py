@@ -83,12 +83,10 @@ def attach(run_dir: Path, echo=print) -> int:
         total += top
         acc = json.loads(path.read_text())
         converged = converged_for(case_from_dict(json.loads(case_file.read_text())))
-        if converged is None:
-            acc.pop("converged", None)
-        else:
-            acc["converged"] = converged
-            done += top
-        write_json(path, acc)
+        done += top and converged is not None
+        if acc.get("converged") != converged:          # rewritten only when it changes
+            acc = {k: v for k, v in acc.items() if k != "converged"}
+            write_json(path, acc if converged is None else {**acc, "converged": converged})
     if total:
         echo(f"converged accuracy: {done} of {total} case(s) covered by this machine's "
              f"{STUDY.name} cache" + ("" if done else f" (none: run 'run_bench.py run "
