@@ -51,6 +51,11 @@ def parts(case_dir):
     return state
 
 
+def max_diff(got, want):
+    """Largest absolute difference between two state dicts with the same keys."""
+    return max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+
+
 def reference(case):
     data = load_dataset("fake")
     _, model = run_local(case, data, data)
@@ -67,7 +72,7 @@ def test_two_processes_match_one_process(runs, method):
     assert result["steps"] == STEPS
     got, want = parts(case_dir), reference(case)
     assert got.keys() == want.keys()
-    diff = max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+    diff = max_diff(got, want)
     assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g}"
 
 
@@ -80,7 +85,7 @@ def test_accuracy_pass_updates_equal_the_workers_over_128_steps(tmp_path, method
     assert result["steps"] == 128
     got, want = parts(tmp_path / method), reference(case)
     assert got.keys() == want.keys()
-    diff = max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+    diff = max_diff(got, want)
     assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g} after 128 steps"
 
 
@@ -97,11 +102,11 @@ def test_a_scheduled_recipe_over_two_processes_equals_one(tmp_path, method):
     assert result["steps"] == 32
     got, want = parts(tmp_path / method), reference(case)
     assert got.keys() == want.keys()
-    diff = max((got[k].double() - want[k].double()).abs().max().item() for k in want)
+    diff = max_diff(got, want)
     assert diff <= 1e-5, f"{method}: max abs diff {diff:.3g}"
     constant = make_case(method, epochs=2, max_batches=16)
     other = reference(Case(constant.dataset, case.model, constant.training, case.compute, method))
-    assert max((other[k].double() - want[k].double()).abs().max().item() for k in want) > 1e-3, \
+    assert max_diff(other, want) > 1e-3, \
         "the schedule changed the updates"
 
 
