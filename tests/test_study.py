@@ -1,5 +1,6 @@
 """Accuracy studies: the plan, the cache (keys, invalidation, damage), the paired summary, and
 a whole study that is killed and resumes from its cache (generated data: seconds)."""
+import importlib.util
 import json
 import math
 import os
@@ -275,3 +276,55 @@ def test_auto_chooses_per_link_from_the_cached_study_and_the_cases_follow(tmp_pa
                    "budget; faster but over budget: conv4" in lines[0]
         else:
             assert "accuracy drop 3.00 ± 0.00 points (budget 5.00), fastest of 2" in lines[0]
+
+
+def test_a_failing_training_is_reported_and_the_others_go_on():
+    """One training that raises (here: a case that is no case) does not stop the rest."""
+    from harness.study.runner import _train_here
+    good = trainings(parse_scenario({**TINY, "training": {**TINY["training"], "seeds": [0]},
+                                     "model": {**TINY["model"], "split": ["conv2"],
+                                               "exit_head": ["dgl"]}}))[0].case.to_dict()
+    kept = {}
+    failed = _train_here({0: {"model": "not a case"}, 1: good}, 1, 0, 2,
+                         lambda i, result, node: kept.update({i: (result, node)}))
+    assert [i for i, _ in failed] == [0] and failed[0][1].count("\n") == 0
+    assert list(kept) == [1] and 0 < kept[1][0]["final_acc"] <= 1 and kept[1][1] is None
+
+
+def test_a_nodes_reply_is_cached_only_from_the_same_training_code():
+    from harness.study.cluster import _checked
+    code = cache.code_version()
+    ok = {"result": {"final_acc": 0.91}, "node": {}, "code": code}
+    assert _checked(ok, code) is None
+    assert "other training code" in _checked({**ok, "code": "f" * 64}, code)
+    assert "not one" in _checked({**ok, "result": {"final_acc": float("nan")}}, code)
+    assert "not one" in _checked({**ok, "result": {"final_acc": 1.5}}, code)
+    assert "no result" in _checked(None, code)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="Ray not installed (make setup-cluster installs it)")
+def test_a_study_on_a_one_machine_cluster_equals_a_local_one(tmp_path):
+    """The same trainings as Ray tasks: the same accuracies (same seeds, code and threads),
+    each cached on the head with the node that trained it."""
+    small = {**TINY, "training": {**TINY["training"], "seeds": [0]},
+             "model": {**TINY["model"], "split": ["conv2"], "exit_head": ["dgl"]}}
+    scen = tmp_path / "small.yaml"
+    scen.write_text(yaml.safe_dump(small))
+    tables = {}
+    for where, extra in (("local", []), ("cluster", ["--cluster", "local"])):
+        env = {**os.environ, "HIERBENCH_CACHE": str(tmp_path / where / "cache"),
+               "HIERBENCH_RESULTS": str(tmp_path / where / "results")}
+        proc = _cli(["run", str(scen), "--no-plots", *extra], env)
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, out
+        assert "0 reused from the cache, 2 to train" in out
+        run = next((tmp_path / where / "results" / "tiny_study").iterdir())
+        tables[where] = pd.read_csv(run / "study.csv")
+        entries = [json.loads(p.read_text())
+                   for p in (tmp_path / where / "cache" / "accuracy").glob("*.json")]
+        assert len(entries) == 2
+        assert all(("ray_node_id" in e["provenance"]) == (where == "cluster") for e in entries)
+    assert "Ray cluster local" in json.loads((run / "meta.json").read_text())["emulation"]
+    for col in ("label", "final_acc", "edge_exit_acc"):
+        assert tables["local"][col].fillna(-1).tolist() == tables["cluster"][col].fillna(-1).tolist()

@@ -33,14 +33,12 @@ def run_study(scenario, raw: dict, opts, resume_dir=None) -> None:
     if resume_dir:
         raise HarnessError("--resume: an accuracy study resumes by itself (every finished "
                            "training is cached): run the same scenario again")
-    if opts.cluster:
-        raise HarnessError("--cluster: an accuracy study runs on this machine only (its "
-                           "trainings are not yet Ray tasks); drop --cluster")
     items = trainings(scenario)
     train, test = load_case_data(items[0].case)     # data errors before any work
     threads = scenario.compute.edge_threads
     run_dir = rundir.new_run_dir(scenario.name, extra_meta={
-        "emulation": "none: an accuracy study (trainings only, no links)",
+        "emulation": "none: an accuracy study (trainings only, no links)" + (
+            f"; trained on the nodes of Ray cluster {opts.cluster}" if opts.cluster else ""),
         "scenario": scenario.name, "kind": "accuracy", "train_code": cache.code_version()})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     opts.echo(f"run directory: {run_dir}")
@@ -52,7 +50,8 @@ def run_study(scenario, raw: dict, opts, resume_dir=None) -> None:
     opts.echo(f"accuracy study: {len(items)} trainings of {steps} steps "
               f"({scenario.training.epochs} epoch(s) of {len(train)} samples), "
               f"{len(items) - len(todo)} reused from the cache, {len(todo)} to train, "
-              f"{workers} at a time at {threads} thread(s) each")
+              + (f"as Ray tasks on cluster {opts.cluster}" if opts.cluster else
+                 f"{workers} at a time") + f" at {threads} thread(s) each")
     for i, hit in enumerate(hits):
         if hit is not None:
             _record(run_dir, i, items[i], keys[i], hit["result"], "reused", hit)
@@ -93,44 +92,79 @@ def finish(run_dir: Path, scenario, n_per_epoch: int, opts) -> None:
 
 def _train(items: list[Training], keys: list[dict], todo: list[int], threads: int,
            curve_every: int, run_dir: Path, opts, workers: int) -> None:
-    """Train `todo` side by side; cache and record each the moment it ends."""
+    """Train `todo` (here, or as Ray tasks under --cluster); cache and record each the moment
+    it ends. A training that fails leaves the others going; the study then ends partial."""
     if not todo:
         return
     began, done = time.monotonic(), 0
+
+    def keep(i: int, result: dict, node: dict | None) -> None:
+        nonlocal done
+        provenance = _provenance(node)
+        path = cache.store(keys[i], result, provenance)
+        _record(run_dir, i, items[i], keys[i], result, "trained",
+                {"path": str(path), "provenance": provenance})
+        done += 1
+        left = (time.monotonic() - began) / done * (len(todo) - done)
+        opts.echo(f"[{done}/{len(todo)}] {items[i].label}: final {result['final_acc']:.4f}"
+                  + (f", edge exit {result['edge_exit_acc']:.4f}"
+                     if result.get("edge_exit_acc") is not None else "")
+                  + (f" on {node['host']}" if node else "")
+                  + f" ({result['train_wall_s']:.0f} s; about {left / 60:.0f} min left)")
+
+    cases = {i: items[i].case.to_dict() for i in todo}
+    if opts.cluster:
+        from harness.study.cluster import train_on_cluster
+        failed = train_on_cluster(cases, threads, curve_every, opts, keep)
+    else:
+        failed = _train_here(cases, threads, curve_every, workers, keep)
+    if failed:
+        for i, reason in failed:
+            opts.echo(f"FAILED {items[i].label}: {reason}")
+        reason = (f"{len(failed)} of {len(todo)} trainings failed (first: "
+                  f"{items[failed[0][0]].label}: {failed[0][1]})")
+        rundir.write_state(run_dir, "partial", reason + "; the others are cached",
+                           cases_total=len(items))
+        raise HarnessError(f"{reason}; every finished training is cached: run the same "
+                           f"scenario again to retry the rest ({run_dir} is partial)")
+
+
+def _train_here(cases: dict[int, dict], threads: int, curve_every: int, workers: int,
+                keep) -> list[tuple[int, str]]:
+    """Train `cases` side by side in spawned processes; [(index, reason)] of those that failed."""
+    failed = []
     ctx = multiprocessing.get_context("spawn")      # torch's thread pools do not survive fork
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        running = {pool.submit(train_once, items[i].case.to_dict(), threads, curve_every): i
-                   for i in todo}
+        running = {pool.submit(train_once, case, threads, curve_every): i
+                   for i, case in cases.items()}
         try:
             while running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = running.pop(future)
-                    result = future.result()
-                    provenance = _provenance()
-                    path = cache.store(keys[i], result, provenance)
-                    _record(run_dir, i, items[i], keys[i], result, "trained",
-                            {"path": str(path), "provenance": provenance})
-                    done += 1
-                    left = (time.monotonic() - began) / done * (len(todo) - done)
-                    opts.echo(f"[{done}/{len(todo)}] {items[i].label}: final "
-                              f"{result['final_acc']:.4f}" + (
-                                  f", edge exit {result['edge_exit_acc']:.4f}"
-                                  if result.get("edge_exit_acc") is not None else "")
-                              + f" ({result['train_wall_s']:.0f} s; about {left / 60:.0f} min "
-                              f"left)")
+                    try:
+                        result = future.result()
+                    except Exception as exc:        # noqa: BLE001 - reported, the rest go on
+                        failed.append((i, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+                        continue
+                    keep(i, result, None)
         except BaseException:
             for future in running:
                 future.cancel()
             for proc in list(getattr(pool, "_processes", {}).values()):
                 proc.kill()             # a killed study must not leave trainings running
             raise
+    return failed
 
 
-def _provenance() -> dict:
+def _provenance(node: dict | None) -> dict:
+    """When, from which commit (the head's, for a node: a node's code hash must match it) and
+    on which machine a training ran."""
     commit, dirty = git_state()
-    return {"created_utc": rundir.utc_now(), "git_commit": commit, "git_dirty": dirty,
-            "cpu_model": cpu_model(), "host": os.uname().nodename}
+    where = ({"cpu_model": node["cpu_model"], "host": node["host"],
+              "ray_node_id": node["ray_node_id"]} if node else
+             {"cpu_model": cpu_model(), "host": os.uname().nodename})
+    return {"created_utc": rundir.utc_now(), "git_commit": commit, "git_dirty": dirty, **where}
 
 
 def _record(run_dir: Path, i: int, item: Training, key: dict, result: dict, how: str,
