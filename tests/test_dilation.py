@@ -121,3 +121,24 @@ def test_a_capped_device_runs_at_the_ceiling_and_says_so(monkeypatch):
     with pytest.raises(HarnessError, match="above compute.max_dilation = 2"):
         virtual.resolve_dilation(parse_scenario({**raw, "compute": {
             **raw["compute"], "over_ceiling": "refuse"}}), {"3g": load_profile("3g")}, opts)
+
+
+def test_a_dilated_run_does_not_use_bbr(monkeypatch):
+    """BBR's PROBE_RTT does not dilate (+8.5% measured at x4): tcp_cc unset under a kernel
+    defaulting to BBR becomes reno, said in one line; tcp_cc: bbr set is refused; x1 keeps it."""
+    from types import SimpleNamespace
+    from harness.run import virtual
+    monkeypatch.setattr(virtual, "_kernel_cc", lambda: "bbr")
+    raw = {"name": "d", "links": ["3g"], "compute": {"dilation": 2}}
+    lines = []
+    opts = SimpleNamespace(emulate=True, quiet=True, echo=lines.append)
+    profiles = {"3g": load_profile("3g")}
+    resolved = virtual.resolve_dilation(parse_scenario(raw), profiles, opts)
+    assert resolved.tcp_cc == "reno" and resolved.compute.dilation == 2.0
+    assert sum("tcp_cc: reno for this run, not the kernel's default bbr" in x for x in lines) == 1
+    with pytest.raises(HarnessError, match=r"tcp_cc: bbr under time dilation x2 is refused: .*\+8\.5%"):
+        virtual.resolve_dilation(parse_scenario({**raw, "tcp_cc": "bbr"}), profiles, opts)
+    for same in ({**raw, "compute": {"dilation": 1}, "tcp_cc": "bbr"}, {**raw, "tcp_cc": "cubic"}):
+        assert virtual.resolve_dilation(parse_scenario(same), profiles, opts).tcp_cc == same["tcp_cc"]
+    monkeypatch.setattr(virtual, "_kernel_cc", lambda: "cubic")
+    assert virtual.resolve_dilation(parse_scenario(raw), profiles, opts).tcp_cc is None

@@ -56,6 +56,8 @@ IPERF_START_RTTS = 4              # iperf3's connection and set-up before its te
 LOSS_CI_PCT = 0.2                 # binomial 95% CI half-width aimed at, percentage points
 MIN_UDP_PACKETS = 1000
 STEAL_NOTE_PCT = 5.0              # CPU steal during a failed calibration worth naming
+STEAL_RETRY_PCT = 10.0            # steal at which a failing check is measured again ...
+STEAL_RETRIES = 2                 # ... at most this many more times (each recorded)
 
 
 def goodput_plan(rate_mbps: float, rtt_ms: float, seconds: float) -> tuple[int, float]:
@@ -132,8 +134,12 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
 
     A check that fails is measured once more (its direction, or the RTT) and judged on the
     second measurement: one disturbance on the host (a daemon waking up, a page-cache flush)
-    must not stop a sweep, while a link that is really off fails twice. Both attempts are
-    recorded (`first_attempt`) and the result says it was re-measured.
+    must not stop a sweep, while a link that is really off fails twice. While the hypervisor
+    steals `STEAL_RETRY_PCT` or more of the CPU during the latest attempt, a check still
+    failing is measured again, up to `STEAL_RETRIES` more times: stolen time delays the
+    shaper's and the delayer's work, so a rate measured then is the host's, not the link's.
+    Every attempt is recorded (`earlier_attempts`, the first also as `first_attempt`) with
+    its steal; a check failing after the last one fails the calibration, steal named.
     """
     tol = tolerances or Tolerances()
     ticks = cpu_ticks()
@@ -142,10 +148,13 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
         plans[d] = _measure_direction(link, profile, d, seconds, measured)
     measured["host_steal_pct"] = steal_pct(ticks, cpu_ticks())
     checks = judge(profile, measured, tol)
-    first = None
-    failed = sorted({name.split("_")[0] for name, c in checks.items() if not c["ok"]})
-    if failed:
-        first = {"measured": dict(measured), "checks": checks, "remeasured": failed}
+    earlier: list[dict] = []
+    while True:
+        failed = sorted({name.split("_")[0] for name, c in checks.items() if not c["ok"]})
+        stolen = (measured["host_steal_pct"] or 0) >= STEAL_RETRY_PCT
+        if not failed or len(earlier) >= 1 + (STEAL_RETRIES if stolen else 0):
+            break
+        earlier.append({"measured": dict(measured), "checks": checks, "remeasured": failed})
         ticks = cpu_ticks()
         for part in failed:
             if part == "rtt":
@@ -154,6 +163,7 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
                 _measure_direction(link, profile, part, seconds, measured)
         measured["host_steal_pct"] = steal_pct(ticks, cpu_ticks())
         checks = judge(profile, measured, tol)
+    first = earlier[0] if earlier else None
     return {
         "profile": profile.name, "seconds": seconds, "plans": plans,
         "configured": {"up_mbps": profile.up_mbps, "down_mbps": profile.down_mbps,
@@ -163,7 +173,7 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
         "expected_goodput_ratio": WIRE_EFFICIENCY,
         "measured": measured, "checks": checks, "tolerances": dataclasses.asdict(tol),
         "emulation": dict(link.emulation), "ok": all(c["ok"] for c in checks.values()),
-        "attempts": 1 if first is None else 2, "first_attempt": first,
+        "attempts": 1 + len(earlier), "first_attempt": first, "earlier_attempts": earlier,
     }
 
 
@@ -225,7 +235,8 @@ def require_ok(result: dict) -> None:
     bad = [f"{name} {c['measured']:.3g} (want {c['rule']})"
            for name, c in result["checks"].items() if not c["ok"]]
     if bad:
-        again = " (measured twice)" if result.get("attempts", 1) > 1 else ""
+        n = result.get("attempts", 1)
+        again = f" (measured {'twice' if n == 2 else f'{n} times'})" if n > 1 else ""
         raise HarnessError(f"link '{result['profile']}' out of tolerance{again}: " + "; ".join(bad)
                            + steal_note(result["measured"]))
 
