@@ -124,11 +124,9 @@ def edge_compute_per_batch(run_dir):
 
 
 def test_edge_cpu_share_slows_its_compute(tmp_path):
-    """CPU shares, not the link: the link is 4g (the edge-only method does not use it) and
-    the calibration that precedes the cases runs with a wider goodput tolerance (>= 0.85x).
-    The wifi link this test used before failed its calibration in 2 of 6
-    runs (one on CI) through both attempts; the calibration itself is tested in
-    test_topology.py."""
+    """CPU shares, not the link: the link is 4g (the edge-only method does not use it), its
+    calibration at the harness's default tolerances (iperf3 runs outside the hosts' CPU
+    cgroups, so a quarter-core edge does not slow the probe)."""
     per_batch = {}
     for cores in (0.25, 1.0):
         sub = tmp_path / f"c{cores}"
@@ -136,8 +134,7 @@ def test_edge_cpu_share_slows_its_compute(tmp_path):
         proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["4g"],
                                                "compute.edge_cores": cores,
                                                # 1 + 1 core would dilate x2 under 'auto'
-                                               "compute.dilation": 1,
-                                               "tolerances.goodput_ratio": 0.85}))
+                                               "compute.dilation": 1}))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         per_batch[cores] = edge_compute_per_batch(run_dir_of(sub))
@@ -224,28 +221,41 @@ def test_sigint_harness_mid_run(tmp_path):
 
 def test_an_edge_device_is_calibrated_and_a_too_fast_cloud_device_refused(tmp_path):
     """compute.edge_device: the edge host's share is set so that its training step takes the
-    device's modelled time, within the tolerance, and recorded; a cloud device this machine
-    cannot match is refused in one line naming the cores it would need."""
+    device's modelled time, within the harness's tolerance (10%), and recorded; a device that
+    would get a share too small to hold it (an rpi4: ~0.03 core here) is refused, naming
+    pacing; a cloud device this machine cannot match is refused naming the cores it needs."""
     ok = tmp_path / "ok"
     ok.mkdir()
-    # The harness's default tolerance is 10%; the median of 8 batches under a small CFS share
-    # moved by ~10% between runs here (0.144 vs 0.172 s at half a core), so on another machine
-    # the test allows 20%: its subject is that the share is found and recorded.
-    proc = start_run(ok, scenario(ok, **{"methods": ["hierarchical"], "compute.edge_device": "rpi4",
-                                         "tolerances.compute_rel": 0.2}))
+    # An own CPU device six times an rpi4's rate: about 0.4 core of this kind of machine.
+    device = tmp_path / "armsix.yaml"
+    device.write_text(yaml.safe_dump({
+        "name": "armsix", "kind": "edge", "accelerator": "cpu", "peak_gflops": 48.0,
+        "efficiency": 0.6, "source": {"peak_gflops": "rpi4's", "efficiency": "test: 6x rpi4"}}))
+    proc = start_run(ok, scenario(ok, **{"methods": ["hierarchical"],
+                                         "compute.edge_device": str(device)}))
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     run_dir = run_dir_of(ok)
     check = json.loads((run_dir / "links" / "3g" / "computecheck.json").read_text())
     row = check["roles"]["edge"]["rows"][0]
-    print(f"\nrpi4 edge, vgg16@conv7: target {row['target_s'] * 1e3:.1f} ms, measured "
+    print(f"\narmsix edge, vgg16@conv7: target {row['target_s'] * 1e3:.1f} ms, measured "
           f"{row['measured_s'] * 1e3:.1f} ms at {row['cores']:.3f} core; rounds {row['rounds']}")
-    assert check["ok"] and abs(row["ratio"] - 1) <= 0.20 and 0 < row["cores"] < 1
+    assert check["ok"] and abs(row["ratio"] - 1) <= 0.10 and 0.1 <= row["cores"] <= 1
+    assert check["roles"]["edge"]["tolerance_rel"] == 0.10
     # the first round runs at what the host may have: 1 core at most, here 2 - 0.5 - 1 (cloud)
     assert 0 < row["rounds"][0]["cores"] <= 1.0 and row["rounds"][0]["median_s"] < row["measured_s"]
     info = next(json.loads((d / "case_info.json").read_text()) for d in run_dir.iterdir()
                 if (d / "case_info.json").exists())
     assert info["predicted_s"] > 0
+
+    small = tmp_path / "small"
+    small.mkdir()
+    proc = start_run(small, scenario(small, **{"methods": ["hierarchical"],
+                                               "compute.edge_device": "rpi4"}))
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode != 0 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "compute.edge_device: rpi4 would get" in line and "compute.pace: true" in line, err
 
     bad = tmp_path / "bad"
     bad.mkdir()
