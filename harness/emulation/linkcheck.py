@@ -134,12 +134,10 @@ def calibrate(link, profile, tolerances: Tolerances | None = None, seconds: floa
 
     A check that fails is measured once more (its direction, or the RTT) and judged on the
     second measurement: one disturbance on the host (a daemon waking up, a page-cache flush)
-    must not stop a sweep, while a link that is really off fails twice. While the hypervisor
-    steals `STEAL_RETRY_PCT` or more of the CPU during the latest attempt, a check still
-    failing is measured again, up to `STEAL_RETRIES` more times: stolen time delays the
-    shaper's and the delayer's work, so a rate measured then is the host's, not the link's.
-    Every attempt is recorded (`earlier_attempts`, the first also as `first_attempt`) with
-    its steal; a check failing after the last one fails the calibration, steal named.
+    must not stop a sweep, while a link that is really off fails twice. Under CPU steal of
+    `STEAL_RETRY_PCT` or more (stolen time delays the shaper and the delayer: a rate measured
+    then is the host's) a failing check is measured up to `STEAL_RETRIES` more times. Every
+    attempt is kept (`earlier_attempts`; the first also as `first_attempt`) with its steal.
     """
     tol = tolerances or Tolerances()
     ticks = cpu_ticks()
