@@ -128,6 +128,16 @@ def _failed(run_dir: Path, entries: list, reason: str, node: dict | None) -> Non
             write_json(case_dir / "node.json", node, indent=2)
 
 
+def task_failure(ray, exc) -> str:
+    """Why a Ray task gave no result, in one line: its own error's last line, or its worker's
+    death (after Ray's one retry)."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None) or exc
+        return f"on the cluster: {str(cause).splitlines()[-1]}"
+    return (f"the node's Ray worker died (retried once): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
 def cluster_pass(run, todo: list) -> None:
     """The timing pass as Ray tasks, one per link with cases left; results land in
     run.run_dir as a local run's would."""
@@ -151,14 +161,8 @@ def cluster_pass(run, todo: list) -> None:
             link, entries = pending.pop(ready[0])
             try:
                 result = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:       # the task raised: its own words
-                cause = getattr(exc, "cause", None) or exc
-                _failed(run.run_dir, entries, f"on the cluster: {str(cause).splitlines()[-1]}", None)
-                run.opts.echo(f"link {link}: FAILED on the cluster: {cause}")
-                continue
-            except ray.exceptions.RayError as exc:            # its worker died, after the retry
-                reason = (f"the node's Ray worker died (retried once): "
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            except ray.exceptions.RayError as exc:
+                reason = task_failure(ray, exc)
                 _failed(run.run_dir, entries, reason, None)
                 run.opts.echo(f"link {link}: FAILED: {reason}")
                 continue

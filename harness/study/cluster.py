@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from harness.run.cluster import connect, node_identity, ray_module
+from harness.run.cluster import connect, node_identity, ray_module, task_failure
 from harness.study import cache
 
 
@@ -63,13 +63,8 @@ def train_on_cluster(cases: dict[int, dict], threads: int, curve_every: int, opt
             i = pending.pop(ready[0])
             try:
                 reply = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:        # the training raised: its words
-                cause = getattr(exc, "cause", None) or exc
-                failed.append((i, f"on the cluster: {str(cause).splitlines()[-1]}"))
-                continue
-            except ray.exceptions.RayError as exc:             # its worker died, after the retry
-                failed.append((i, f"the node's Ray worker died (retried once): "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            except ray.exceptions.RayError as exc:
+                failed.append((i, task_failure(ray, exc)))
                 continue
             reason = _checked(reply, code)
             if reason:
