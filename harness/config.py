@@ -99,10 +99,12 @@ class ComputeConfig:
     # reported / k. None ("auto" in YAML): the smallest whole k that fits this machine's
     # cores, chosen by the runner; a case carries the k it ran under.
     dilation: float | None = None
-    max_dilation: float = 8.0         # a scenario that would need more is refused ...
-    # ... or, "cap", runs at max_dilation with each device's steps no faster than this machine
-    # holds there (harness.run.virtual; paced compute only): said in the run and its summary.
-    over_ceiling: str = "refuse"
+    max_dilation: float = 8.0         # a device that would need more dilation is ...
+    # ... "model" (default, paced compute only): its steps wait their modelled time with no
+    # real compute (harness.workers.modelled); "refuse": the scenario is refused; "cap": runs
+    # at max_dilation with the device's steps no faster than this machine holds there. Said
+    # in the run and its summary. Without pacing a device beyond the ceiling is refused.
+    over_ceiling: str = "model"
     # Paced compute (harness.run.pacing): each training step runs at full speed, then waits
     # until the runtime model's time for that step on the virtual device has passed, so the
     # host machine's own speed drift does not reach the measurement. False: CPU shares.
@@ -110,6 +112,9 @@ class ComputeConfig:
     # Per-step targets in real seconds, {role: {phase: s}}: set by the runner for each case
     # it runs paced (never in a scenario); None: compute is not paced.
     pace_s: dict | None = None
+    # The roles whose steps are modelled, not computed (set by the runner, never in a
+    # scenario: harness.run.virtual decides it from the device and this machine).
+    modelled: tuple = ()
 
     def host_cores(self, role: str) -> float:
         """The `role` host's virtual speed in this machine's cores under the dilation: its
@@ -127,6 +132,16 @@ class ComputeConfig:
             raise HarnessError(f"case file: compute.pace_s.{role}.{phase}: expected seconds in "
                                f"[0, 3600), got {value!r}")
         return float(value)
+
+    def source(self, role: str) -> str:
+        """How the `role` host's step times arise: real-gpu (its own speed), modelled (waits
+        the device's modelled time, no compute), paced (real compute waits out its target) or
+        shares (real compute under a CPU share)."""
+        if getattr(self, f"{role}_backend") != "cpu":
+            return "real-gpu"
+        if role in self.modelled:
+            return "modelled"
+        return "paced" if self.pace else "shares"
 
     def cgroup_cores(self, role: str) -> float:
         """The CPU share the `role` host's cgroup gets: its virtual speed (host_cores), or one
@@ -345,6 +360,9 @@ def _auto(raw: Any, where: str) -> Any:
     if where == "compute" and isinstance(raw, dict) and "pace_s" in raw:
         raise HarnessError("compute.pace_s: set by the runner for each paced case, not a "
                            "scenario key (use compute.pace: true)")
+    if where == "compute" and isinstance(raw, dict) and "modelled" in raw:
+        raise HarnessError("compute.modelled: decided by the runner for a device this machine "
+                           "cannot pace, not a scenario key (see compute.over_ceiling)")
     if where == "compute" and isinstance(raw, dict) and raw.get("dilation") == "auto":
         return {**raw, "dilation": None}
     return raw
@@ -412,9 +430,9 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (c.edge_threads >= 1, "compute.edge_threads", "must be >= 1"),
         (c.cloud_threads >= 1, "compute.cloud_threads", "must be >= 1"),
         (c.max_dilation >= 1, "compute.max_dilation", "must be >= 1"),
-        (c.over_ceiling in ("refuse", "cap"), "compute.over_ceiling",
-         f"expected refuse or cap, got {c.over_ceiling!r}"),
-        (c.over_ceiling == "refuse" or c.pace, "compute.over_ceiling",
+        (c.over_ceiling in ("model", "refuse", "cap"), "compute.over_ceiling",
+         f"expected model, refuse or cap, got {c.over_ceiling!r}"),
+        (c.over_ceiling != "cap" or c.pace, "compute.over_ceiling",
          "cap needs compute.pace: true (a capped device's steps are paced to what this "
          "machine holds)"),
         (backend_ok(c.edge_backend), "compute.edge_backend",

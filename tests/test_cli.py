@@ -98,5 +98,5 @@ def test_list_shows_device_profiles_and_their_modelled_targets():
     assert "device profiles (topologies/devices/):" in proc.stdout
     assert "rpi4" in proc.stdout and "4.8 GFLOP/s sustained" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if line.strip().startswith("vgg16@conv4")]
-    assert len(rows) == 5 and all("edge" in r and "head" in r and "cloud" in r for r in rows)
+    assert len(rows) == 6 and all("edge" in r and "head" in r and "cloud" in r for r in rows)
     assert "MODELLED" in proc.stdout

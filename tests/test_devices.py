@@ -9,7 +9,7 @@ from harness.emulation.devices import (DEVICES, DeviceProfile, all_devices, devi
                              parse_device)
 from harness.errors import HarnessError
 
-SHIPPED = {"rpi4", "jetson_nano", "laptop", "v100", "a100"}
+SHIPPED = {"rpi4", "rpi5", "jetson_nano", "laptop", "v100", "a100"}
 
 
 def raw(**changes):
@@ -40,6 +40,7 @@ def test_every_shipped_profile_loads_and_sources_each_number():
 def test_shipped_numbers_follow_their_arithmetic():
     d = all_devices()
     assert d["rpi4"].peak_gflops == pytest.approx(4 * 1.5 * 8)
+    assert d["rpi5"].peak_gflops == pytest.approx(4 * 2.4 * 16)
     assert d["jetson_nano"].peak_gflops == pytest.approx(128 * 2 * 0.9216, abs=0.05)
     assert d["laptop"].peak_gflops == pytest.approx(4 * 2.8 * 32)
     assert (d["v100"].peak_gflops, d["a100"].peak_gflops) == (15700, 19500)
@@ -87,7 +88,7 @@ def test_name_must_match_file_stem(tmp_path):
 
 def test_unknown_name_lists_known():
     with pytest.raises(HarnessError, match=r"'tpu': unknown \(known: a100, jetson_nano, laptop, "
-                                           r"rpi4, v100\)"):
+                                           r"rpi4, rpi5, v100\)"):
         load_device("tpu")
     with pytest.raises(HarnessError, match="device profile: '..': must not start with"):
         load_device("..")

@@ -92,12 +92,13 @@ def test_the_summary_divides_every_time_by_k_and_says_so():
     assert link_label(1.0) == "" and "rates / 4, delays x 4" in link_label(4.0)
 
 
-def test_over_ceiling_is_refuse_or_cap_and_cap_needs_paced_compute():
+def test_over_ceiling_is_model_refuse_or_cap_and_cap_needs_paced_compute():
     base = {"name": "d", "links": ["3g"]}
-    assert parse_scenario(base).compute.over_ceiling == "refuse"
+    assert parse_scenario(base).compute.over_ceiling == "model"
     paced = {"pace": True, "over_ceiling": "cap"}
     assert parse_scenario({**base, "compute": paced}).compute.over_ceiling == "cap"
-    with pytest.raises(HarnessError, match="compute.over_ceiling: expected refuse or cap, got 'clip'"):
+    assert parse_scenario({**base, "compute": {"over_ceiling": "refuse"}}).compute.over_ceiling == "refuse"
+    with pytest.raises(HarnessError, match="compute.over_ceiling: expected model, refuse or cap, got 'clip'"):
         parse_scenario({**base, "compute": {"pace": True, "over_ceiling": "clip"}})
     with pytest.raises(HarnessError, match="compute.over_ceiling: cap needs compute.pace: true"):
         parse_scenario({**base, "compute": {"over_ceiling": "cap"}})

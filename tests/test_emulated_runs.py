@@ -315,6 +315,40 @@ def test_a_device_beyond_the_ceiling_runs_capped_and_says_so(tmp_path):
     assert step > 0.02        # the A100 would take ~1 ms for this batch; this machine cannot
 
 
+def test_a_device_beyond_the_ceiling_is_modelled_at_its_own_speed(tmp_path):
+    """An A100 cloud with no dilation allowed (over_ceiling: model, the default): the run says
+    the cloud is modelled; cloud-only's and hierarchical's cloud steps last the A100's own
+    modelled per-batch time (training FLOPs / sustained rate) within 5%, marked modelled; the
+    summary and its runtime source say MODELLED; the runtime model is within 10% of each."""
+    import statistics
+    import pandas as pd
+    from harness.emulation.devices import load_device
+    from harness.predict.targets import part_targets
+    path = scenario(tmp_path, **{"methods": ["cloud", "hierarchical"], "links": ["4g"],
+                                 "compute.pace": True, "compute.cloud_device": "a100",
+                                 "compute.max_dilation": 1})
+    proc = start_run(tmp_path, path)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    assert "modelled compute: cloud (compute.cloud_device: a100 would need" in out + err
+    run_dir = run_dir_of(tmp_path)
+    device = part_targets(load_device("a100"), "vgg16", 0.25, "fashion_mnist", 32, "conv7")
+    want = {"cloud": device["edge"]["target_s"] + device["cloud"]["target_s"],   # whole network
+            "hierarchical": device["cloud"]["target_s"]}
+    for _, row in pd.read_csv(run_dir / "summary.csv").iterrows():
+        assert row["status"] == "ok" and row["cloud_compute"] == "modelled", row["status_reason"]
+        assert row["edge_compute"] == ("paced" if row["method"] == "hierarchical" else "none")
+        assert "MODELLED compute on the cloud" in row["runtime_source"]
+        assert abs(row["predicted_err"]) <= 0.10, (row["method"], row["predicted_err"])
+        spans = [json.loads(x) for x in (run_dir / row["case"] / "cloud.jsonl").read_text().splitlines()]
+        spans = [x for x in spans if x["event"] == "compute"]
+        assert spans and all(x["modelled"] for x in spans)
+        lasted = statistics.median(x["t_end"] - x["t_start"] for x in spans)
+        print(f"\n{row['method']}: a100 cloud step {lasted * 1e3:.3f} ms, device "
+              f"{want[row['method']] * 1e3:.3f} ms; model {row['predicted_err']:+.1%}")
+        assert lasted == pytest.approx(want[row["method"]], rel=0.05)
+
+
 def test_paced_compute_lasts_its_targets_on_hosts_given_a_core_per_thread(tmp_path):
     """compute.pace (harness.run.pacing) under Mininet: every compute span lasts its case's
     target (the runtime model's step time on the virtual device) and records its real

@@ -128,22 +128,30 @@ def test_bbr_probe_rtt_stretches_every_transfer_by_its_share_of_ten_seconds():
         pytest.approx(n * 0.035 * 1000 * (1 / g3.up_Bps + 1 / g3.down_Bps), rel=1e-6)
 
 
-def test_a_block_profile_timed_without_its_core_is_retimed_or_refused(tmp_path, monkeypatch,
-                                                                     capsys):
+def test_a_block_profile_timed_without_its_core_is_retimed_and_never_cached(tmp_path,
+                                                                          monkeypatch, capsys):
     """The CPU the profiling process got over the wall time it spent: under 85% it is timed
-    again (at most 3 times, the best kept, with a warning); under 50% every time it is refused,
-    never cached; a cached profile without the figure is timed again."""
+    again (at most 3 times, the best kept); still under, that profile serves this process's
+    run only, with a warning naming each try's share, and is never cached; a cached profile
+    without the figure is timed again."""
     import json
 
-    from harness.errors import HarnessError
     from harness.predict import costs
     monkeypatch.setenv("HIERBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(costs, "_UNCACHED", {})
     shares = []
     monkeypatch.setattr(costs, "measure", lambda *a: {"cpu_share": shares.pop(0), "blocks": []})
     shares[:] = [0.3, 0.4, 0.45, 0.99]
-    with pytest.raises(HarnessError, match=r"got 30%, 40%, 45% of a core .*3 tries"):
-        costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)
+    assert costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)["cpu_share"] == 0.45
+    err = capsys.readouterr().err
+    assert "got 30%, 40%, 45% of a core while timing (3 tries)" in err and "not cached" in err
     assert not list(tmp_path.rglob("*.json")) and shares == [0.99]
+    assert costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)["cpu_share"] == 0.45  # this run
+    monkeypatch.setattr(costs, "_UNCACHED", {})                     # a new process times it again
+    assert costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)["cpu_share"] == 0.99
+    assert len(list(tmp_path.rglob("*.json"))) == 1
+    path = next(tmp_path.rglob("*.json"))
+    path.unlink()
     shares[:] = [0.6, 0.9, 0.1]
     assert costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)["cpu_share"] == 0.9
     assert shares == [0.1]                                         # 2 tries: the second had a core
@@ -154,4 +162,5 @@ def test_a_block_profile_timed_without_its_core_is_retimed_or_refused(tmp_path, 
     assert costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32)["cpu_share"] == 0.95
     shares[:] = [0.7, 0.6, 0.55]
     prof = costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32, refresh=True)
-    assert prof["cpu_share"] == 0.7 and "may be up to 43% high" in capsys.readouterr().err
+    assert prof["cpu_share"] == 0.7 and "43% above an unshared core's" in capsys.readouterr().err
+    assert json.loads(path.read_text())["cpu_share"] == 0.95       # the cached one stays

@@ -226,7 +226,8 @@ def test_port_in_use_is_a_clear_error(tmp_path):
 
 from harness.train.batches import build_model          # noqa: E402
 from harness.train.data import SPECS                   # noqa: E402
-from harness.workers.cloud import Batches, decoded, hello_check   # noqa: E402
+from harness.workers.cloud import Batches, hello_check   # noqa: E402
+from harness.workers.steps import decoded   # noqa: E402
 from harness.workers.edge import checked_grad          # noqa: E402
 from harness.workers.wire import Frame, WireError, encode_activation   # noqa: E402
 

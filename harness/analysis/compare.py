@@ -130,15 +130,21 @@ def write_baseline(summary: pd.DataFrame, path: Path, source: str, scenario: str
 # device profiles, where each side trains. The dilation factor is left out: 'auto' picks it
 # per machine, and a dilated run reports the virtual world's times.
 COMPUTE_KEYS = ("pace", "edge_cores", "cloud_cores", "edge_device", "cloud_device",
-                "edge_backend", "cloud_backend", "over_ceiling")
+                "edge_backend", "cloud_backend", "over_ceiling", "modelled")
 
 
 def compute_of(run_dir: Path) -> dict | None:
     """How a run's compute was produced: its first case's compute section (COMPUTE_KEYS)."""
     for case in sorted(Path(run_dir).glob("*/case.json")):
         compute = json.loads(case.read_text()).get("compute") or {}
-        return {k: compute.get(k) for k in COMPUTE_KEYS}
+        return {k: _normal(k, compute.get(k)) for k in COMPUTE_KEYS}
     return None
+
+
+def _normal(key: str, value):
+    """A compute value as compared: the modelled sides as a sorted list (absent in baselines
+    made before modelled compute existed: none were modelled)."""
+    return sorted(value or []) if key == "modelled" else value
 
 
 def same_compute(run_dir: Path, baseline_path: Path) -> str:
@@ -150,8 +156,8 @@ def same_compute(run_dir: Path, baseline_path: Path) -> str:
         return ("note: the baseline records no compute (made before baselines did): the run's "
                 "compute was not compared with it")
     mine = compute_of(run_dir) or {}
-    diff = [f"{k} {base.get(k)!r} in the baseline, {mine.get(k)!r} in the run"
-            for k in COMPUTE_KEYS if base.get(k) != mine.get(k)]
+    diff = [f"{k} {_normal(k, base.get(k))!r} in the baseline, {mine.get(k)!r} in the run"
+            for k in COMPUTE_KEYS if _normal(k, base.get(k)) != mine.get(k)]
     if diff:
         raise HarnessError(f"the run's compute is not the baseline's ({'; '.join(diff)}): "
                            f"gains on other compute are not comparable; make a baseline from "

@@ -99,6 +99,33 @@ def warnings(run_dir: Path, summary: pd.DataFrame) -> list[str]:
     return out
 
 
+SOURCE_WORDS = {
+    "modelled": "MODELLED compute: no training ran there in the timing pass; each step waited "
+                "the device's modelled time (training FLOPs / its sustained rate) while every "
+                "message kept its real size on the emulated link (the device is faster than "
+                "this machine can pace)",
+    "paced": "paced: real training, each step then waiting out the runtime model's time for "
+             "it on the device, so this machine's own speed does not reach the runtime",
+    "shares": "real training under a CPU share of this machine: its runtimes move with this "
+              "machine's speed",
+    "real-gpu": "real training on a CUDA GPU at that GPU's own speed"}
+
+
+def compute_words(summary: pd.DataFrame) -> str:
+    """One sentence per side: how its step times arose, in how many cases, on which device."""
+    out = []
+    for role in ("edge", "cloud"):
+        col = f"{role}_compute"
+        if col not in summary:
+            continue
+        used = summary[summary[col].fillna("none") != "none"]
+        for (source, device), rows in used.groupby([col, f"{role}_device"]):
+            named = f"device profile {device}" if device else "cores of this machine"
+            out.append(f"<p>{role.capitalize()} ({esc(named)}), {len(rows)} case(s): "
+                       f"{esc(SOURCE_WORDS.get(source, source))}.</p>")
+    return "".join(out) or "<p>No compute recorded.</p>"
+
+
 def calibration(run_dir: Path) -> str:
     """Per link: configured against measured, and how each part was emulated."""
     parts = []
@@ -193,6 +220,7 @@ def render(run_dir: Path, summary: pd.DataFrame) -> str:
                                    if warn else "<p>None.</p>"),
             "<h2>Results</h2>" + _table(per_case(summary))
             + "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in run_notes(summary)) + "</ul>",
+            "<h2>Compute</h2>" + compute_words(summary),
             "<h2>Time to accuracy</h2>" + time_to_accuracy(run_dir, summary),
             "<h2>Plots</h2>" + _figures(run_dir),
             "<h2>Link and compute calibration</h2>" + calibration(run_dir),

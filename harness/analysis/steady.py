@@ -141,8 +141,10 @@ def _extrapolate(completions: list[float], start: float, n_full: int,
     if settled:
         warm = max(warm, mser_warmup(intervals))
     warm = min(warm, len(intervals) - 1)
+    blocks = batch_means(intervals[warm:])
+    if blocks:          # the mean is over the intervals the CI describes (batch_means keeps the
+        warm = len(intervals) - len(blocks) * ((len(intervals) - warm) // len(blocks))  # latest)
     steady = intervals[warm:]
-    blocks = batch_means(steady)
     interval = statistics.fmean(steady)
     _, half = mean_ci(blocks) if blocks else (interval, math.nan)
     # The measured transient is kept exactly: batches 0..warm as they happened, then the rate.

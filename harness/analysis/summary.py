@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness.analysis.steady import ratio_ci
 from harness.catalog import BASELINES
+from harness.config import ComputeConfig
 from harness.errors import HarnessError
 
 
@@ -85,6 +86,12 @@ def _row(case_dir: Path, scenario: str) -> dict:
                                   "(it sends nothing over the link)")
     if row.get("paced_steps"):
         row["runtime_source"] += "; compute paced to the runtime model's step times"
+    row.update(compute_sources(case))
+    modelled = [r for r in ("edge", "cloud") if row[f"{r}_compute"] == "modelled"]
+    if modelled:
+        row["runtime_source"] += (f"; MODELLED compute on the {' and '.join(modelled)}: no "
+                                  f"training there, each step waited the device's modelled "
+                                  f"time (FLOPs / sustained rate), messages real on the link")
     row["node"] = (_read_json(case_dir / "node.json") or {}).get("host", "")   # cluster runs
     row["predicted_s"] = info.get("predicted_s")
     row["predicted_full_s"] = info.get("predicted_full_s")
@@ -94,6 +101,23 @@ def _row(case_dir: Path, scenario: str) -> dict:
                                   "over_ceiling: cap): predicted_device_full_s is the model's "
                                   "runtime for the device as specified")
     return _undilate(row, (case.get("compute") or {}).get("dilation") or 1.0)
+
+
+ROLES_USED = {"hierarchical": ("edge", "cloud"), "split": ("edge", "cloud"), "cloud": ("cloud",),
+              "edge": ("edge",)}
+
+
+def compute_sources(case: dict) -> dict:
+    """{edge_compute, cloud_compute, edge_device, cloud_device} of a case.json: how each
+    side's step times arose (config.ComputeConfig.source: paced, modelled, real-gpu, shares;
+    none where the method computes nothing there) and its device profile, if any."""
+    compute = ComputeConfig(**(case.get("compute") or {}))
+    out = {}
+    for role in ("edge", "cloud"):
+        used = role in ROLES_USED.get(case["method"], ())
+        out[f"{role}_compute"] = compute.source(role) if used else "none"
+        out[f"{role}_device"] = getattr(compute, f"{role}_device") or ""
+    return out
 
 
 DILATED = ("wall_s", *STAGES, "est_full_wall_s", "est_full_wall_ci_s", "fill_s", "interval_s",

@@ -53,6 +53,14 @@ def _one_process(case: Case) -> bool:
     return case.codec == "fp32" and case.compute.edge_threads == case.compute.cloud_threads
 
 
+def accuracy_keys(scenario) -> set[tuple]:
+    """What the accuracy pass measures: nothing when cases train their full budget for real
+    (a modelled side trains nothing: harness.workers.modelled)."""
+    full = scenario.measure.timing_batches is None and not scenario.compute.modelled
+    return set() if full else {(c.model.arch, c.model.split, c.codec, c.method)
+                               for c in scenario.cases()}
+
+
 def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
                   curve_every: int = 0) -> dict:
     """(arch, split, codec, method) -> accuracy dict, each written to accuracy/<nn>-<case>/.

@@ -46,6 +46,8 @@ def share_factors(link, scenario, setter) -> dict:
         probes, rounds = {}, {}
         try:
             for role in ("edge", "cloud"):
+                if role in scenario.compute.modelled:
+                    continue      # no real step: it waits its modelled time (workers.modelled)
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():

@@ -7,7 +7,7 @@ model/split/codec/method on unshaped loopback, when timing runs on a batch budge
 `timing_pass` (per link: build, calibrate, run its cases), `finish` (summary, plots, state).
 A failed case is recorded (status.json says why) and the sweep goes on (unless
 `--stop-on-failure`); an interrupt or a link out of tolerance stops it, keeping the finished
-cases (`partial`): a bad calibration usually means the machine, not the link (resume).
+cases (`partial`): a bad calibration usually means the machine (resume).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario, dilation_of, parse_scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case, write_status
-from harness.run.accuracy import accuracy_pass
+from harness.run.accuracy import accuracy_keys, accuracy_pass
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.pacing import paced
 from harness.run import rundir
@@ -237,7 +237,7 @@ def resume_scenario(run_dir: Path, raw: dict, opts: Options) -> Path:
     plan = rundir.case_plan(scenario)
     todo = [e for e in plan if not rundir.case_done(run_dir / e[0], opts.emulate)]
     accuracy, resumes = rundir.prepare_resume(
-        run_dir, [name for name, _, _ in todo], _accuracy_keys(scenario) if todo else set(),
+        run_dir, [name for name, _, _ in todo], accuracy_keys(scenario) if todo else set(),
         opts.echo)
     opts.echo(f"resuming {run_dir}: {len(plan) - len(todo)} of {len(plan)} case(s) kept, "
               f"{len(todo)} to run")
@@ -245,19 +245,13 @@ def resume_scenario(run_dir: Path, raw: dict, opts: Options) -> Path:
     return _sweep(run, profiles, plan, todo, resumes=resumes)
 
 
-def _accuracy_keys(scenario: Scenario) -> set[tuple]:
-    """What the accuracy pass measures (nothing when cases train their full budget)."""
-    return set() if scenario.measure.timing_batches is None else {
-        (c.model.arch, c.model.split, c.codec, c.method) for c in scenario.cases()}
-
-
 def _sweep(run: Run, profiles: dict, plan: list, todo: list, **state) -> Path:
     """The accuracy pass (unless reused) and the timing pass over `todo`; then the state,
     summary and plots over every planned case."""
     scenario, run_dir, opts = run.scenario, run.run_dir, run.opts
     names = [name for name, _, _ in plan]
-    need_accuracy = bool(todo) and run.accuracy is None and bool(_accuracy_keys(scenario))
-    n_accuracy = len(_accuracy_keys(scenario)) if need_accuracy else 0
+    need_accuracy = bool(todo) and run.accuracy is None and bool(accuracy_keys(scenario))
+    n_accuracy = len(accuracy_keys(scenario)) if need_accuracy else 0
     run.progress = Progress(opts, len(todo) + n_accuracy)
     rundir.write_state(run_dir, "running", cases_total=len(plan), harness=rundir.process_identity(), **state)
     # Both signals end the run cleanly, also where SIGINT arrives ignored (a job started in

@@ -33,9 +33,12 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
         return dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=1.0))
     k, how = c.dilation, "set in the scenario"
     threads = {"edge": c.edge_threads, "cloud": c.cloud_threads}
+    margin = PACE_MARGIN if c.pace else 1.0
+    cores, why = _virtual_cores(scenario) if c.pace or k is None else ({}, {})
+    modelled = modelled_roles(c, cores, threads, margin, c.max_dilation if k is None else k)
+    for role in modelled:       # no real compute: it takes none of this machine's cores
+        cores[role] = 0.0
     if k is None:
-        cores, why = _virtual_cores(scenario)
-        margin = PACE_MARGIN if c.pace else 1.0
         need = factor_needed(cores, threads, os.cpu_count() or 1, margin)
         if c.over_ceiling == "cap" and need > c.max_dilation:
             k, how = c.max_dilation, (f"compute.max_dilation; x{need:.3g} would be needed: "
@@ -45,7 +48,6 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
             how = "chosen automatically: the smallest whole factor that fits this machine" + (
                 f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
     elif c.pace and c.over_ceiling != "cap":
-        cores, _ = _virtual_cores(scenario)
         short = [r for r, n in cores.items() if n * PACE_MARGIN / k > threads[r] + 1e-9]
         if short:
             opts.echo(f"warning: compute.dilation x{k:g} leaves the paced {' and '.join(short)} "
@@ -58,10 +60,35 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
         opts.echo(f"time dilation x{k:g} ({how})" + ("" if k == 1 else
                   f": link rates / {k:g}, delays x {k:g}, CPU shares / {k:g}, times reported "
                   f"/ {k:g}"))
-    resolved = dataclasses.replace(scenario, compute=dataclasses.replace(c, dilation=k))
+    resolved = dataclasses.replace(scenario, compute=dataclasses.replace(
+        c, dilation=k, modelled=modelled))
+    for role in modelled:
+        opts.echo(modelled_line(resolved, role, why[role]))
     for line in capped_lines(resolved):
         opts.echo(line)
     return resolved
+
+
+def modelled_roles(c, cores: dict, threads: dict, margin: float, k_max: float) -> tuple:
+    """The device roles this machine cannot pace even at dilation `k_max` (their cores x the
+    pace margin beyond the host's threads x k_max): modelled under compute.over_ceiling: model
+    with paced compute, in role order; () otherwise."""
+    if not (c.pace and c.over_ceiling == "model"):
+        return ()
+    return tuple(r for r in ("edge", "cloud") if getattr(c, f"{r}_device") is not None
+                 and margin * cores[r] / threads[r] > k_max * (1 + 1e-9))
+
+
+def modelled_line(scenario: Scenario, role: str, why: str) -> str:
+    """'modelled compute: cloud device a100 (...would need ~180 cores), beyond ...'."""
+    from harness.emulation.devices import load_device
+    c = scenario.compute
+    device = load_device(getattr(c, f"{role}_device"))
+    return (f"modelled compute: {role} ({why}) is beyond what this machine can pace under "
+            f"compute.max_dilation x{c.max_dilation:g}: its steps wait their modelled time "
+            f"(training FLOPs / {device.sustained_gflops:.4g} GFLOP/s sustained) with no real "
+            f"compute, while every message keeps its real size on the emulated link; its "
+            f"runtimes are MODELLED compute, not measured compute")
 
 
 BBR_DILATED = ("BBR's PROBE_RTT runs on real-time timers, so a dilated BBR flow spends more of "

@@ -29,14 +29,16 @@ from harness.train.methods import optim_config
 from harness.train.models import SplitModel
 from harness.workers.auth import (Acceptor, add_secret_options, cloud_handshake, load_secret,
                                   refuse_cli_secret, require_secret)
-from harness.workers.checks import check_finite, check_info, check_range, check_tensors
+from harness.workers.checks import check_info, check_range, check_tensors
 from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, answer_pings, exit_process,
                                     fail, join_cgroup, load_case, parse_address, save_parts,
                                     tune_socket, warm_up)
 from harness.workers.cache import ImageCache
 from harness.workers.events import COMPUTE, EventLog
+from harness.workers.modelled import ModelledCloudSteps
+from harness.workers.steps import CloudSteps
 from harness.workers.placement import torch_device
-from harness.workers.wire import Frame, WireError, decode_activation
+from harness.workers.wire import Frame, WireError
 
 CODEC_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 MAX_TRAIN_SAMPLES = 200_000    # twice the largest dataset (Tiny ImageNet, 100,000 samples)
@@ -118,13 +120,6 @@ class Batches:
         return step
 
 
-def decoded(frame: Frame) -> torch.Tensor:
-    """The batch's activation as float32, refused if any value is NaN or infinite."""
-    a = decode_activation(frame.tensors["a"], frame.info)
-    check_finite(frame, "a", a)
-    return a
-
-
 def hello_check(case: Case):
     """The case's limits on the edge's hello: n_train between one batch and the dataset."""
     subset = case.dataset.subset
@@ -156,6 +151,8 @@ def prepare(case: Case) -> SplitModel:
     model = build_model(case, spec).to(torch_device(case.compute.cloud_backend,
                                                     "compute.cloud_backend"))
     batch = case.training.batch_size
+    if "cloud" in case.compute.modelled:      # no real step to warm up
+        return model
     if case.method == "cloud":
         warm_up(model.full(), (batch, spec.channels, spec.image_size, spec.image_size))
     else:
@@ -163,40 +160,35 @@ def prepare(case: Case) -> SplitModel:
     return model
 
 
-def on(model: SplitModel) -> torch.device:
-    """Where the cloud trains (harness.workers.placement); tensors arrive on the CPU."""
-    return next(model.cloud.parameters()).device
-
-
 def run_hierarchical(case: Case, model: SplitModel, link: Link, batches: Batches,
-                     case_dir: Path) -> None:
+                     case_dir: Path, steps: CloudSteps) -> None:
     """Train f_c on arriving activations; nothing is sent back until `done`."""
-    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
-                                total_steps(case, batches.n)), on(model)
+    opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
+                           total_steps(case, batches.n))
     for frame in frames(link):
         step = batches.activation(frame)
-        with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-            m.cloud_step(model.cloud, opt, decoded(frame).to(dev), frame.tensors["y"].to(dev))
+        with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"), **steps.fields):
+            steps.hierarchical(opt, frame)
     save_parts(case_dir, cloud_part=model.cloud)
 
 
-def run_split(case: Case, model: SplitModel, link: Link, batches: Batches, case_dir: Path) -> None:
+def run_split(case: Case, model: SplitModel, link: Link, batches: Batches, case_dir: Path,
+              steps: CloudSteps) -> None:
     """Per batch: forward/backward f_c, step, send dL/da back."""
-    opt, dev = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
-                                total_steps(case, batches.n)), on(model)
+    opt = m.make_optimizer(model.cloud.parameters(), optim_config(case.training),
+                           total_steps(case, batches.n))
     for frame in frames(link):
         step = batches.activation(frame)
-        with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-            grad, _ = m.split_cloud_step(model.cloud, opt, decoded(frame).to(dev),
-                                         frame.tensors["y"].to(dev))
-        link.send("grad", step, {"g": grad.cpu()}, {"step": step})
+        with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"), **steps.fields):
+            grad = steps.split(opt, frame)
+        link.send("grad", step, {"g": grad}, {"step": step})
     save_parts(case_dir, cloud_part=model.cloud)
 
 
 def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
-                   case_dir: Path) -> None:
+                   case_dir: Path, steps: CloudSteps) -> None:
     """Train f end to end on uploaded raw images; cache them for later epochs."""
-    full, dev = model.full(), on(model)
+    full = model.full()
     opt = m.make_optimizer(full.parameters(), optim_config(case.training),
                            total_steps(case, batches.n))
     n = batches.n
@@ -213,14 +205,16 @@ def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
                 link.log.point("stopped", before_step=step)
             stopped = True       # (20 on wifi, 12 s of a 19 s case): checked, not trained
         elif step is not None:
-            with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud")):
-                m.full_step(full, opt, prep(step, x).to(dev), y.to(dev))
+            with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"),
+                               **steps.fields):
+                steps.full(full, opt, prep, step, x, y)
     step = per_epoch
     for epoch in range(1, 1 if stopped else case.training.epochs):
         for idx in batch_order(n, case.training.batch_size, case.training.seed, epoch)[:per_epoch]:
             x, y = cache.get(idx)
-            with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"), cached=True):
-                m.full_step(full, opt, prep(step, x).to(dev), y.to(dev))
+            with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"), cached=True,
+                               **steps.fields):
+                steps.full(full, opt, prep, step, x, y)
             step += 1
     save_parts(case_dir, edge_part=model.edge, cloud_part=model.cloud)
 
@@ -275,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         conn.max_payload = args.max_payload_mib << 20
         conn.check_specs = batches.shapes
         link = Link(conn, log)
-        PROTOCOLS[case.method](case, model, link, batches, args.case_dir)
+        steps = (ModelledCloudSteps(model) if "cloud" in case.compute.modelled
+                 else CloudSteps(model))
+        PROTOCOLS[case.method](case, model, link, batches, args.case_dir, steps)
         link.send("done", None)
         answer_pings(conn)             # the edge's closing clock sync (drift)
         link.close()

@@ -31,6 +31,8 @@ from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_
                                     exit_process, fail, join_cgroup, load_case, parse_address,
                                     save_parts, warm_up)
 from harness.workers.events import COMPUTE, EventLog
+from harness.workers.modelled import ModelledSteps
+from harness.workers.steps import EdgeSteps
 from harness.workers.placement import torch_device
 from harness.workers.wire import Connection, Frame, WireError, encode_activation
 
@@ -47,9 +49,13 @@ class Edge:
         self.optim = optim_config(case.training)
         self.total = total_steps(case, len(data))
         self.stopped = False
+        modelled = "edge" in case.compute.modelled
+        self.steps = ModelledSteps(self.model) if modelled else EdgeSteps(self)
         spec, batch = data.spec, case.training.batch_size
         shape = (batch, spec.channels, spec.image_size, spec.image_size)
-        if case.method == "hierarchical":
+        if modelled:                   # no real step to warm up
+            pass
+        elif case.method == "hierarchical":
             warm_up(torch.nn.Sequential(self.model.edge, self.model.exit_head), shape)
         elif case.method == "split":
             warm_up(self.model.edge, shape)
@@ -85,10 +91,8 @@ def run_hierarchical(e: Edge, link: Link) -> None:
     opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim, e.total)
     sender = Sender(link, e.case.training.queue_size)
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
-            handoff, _ = m.hierarchical_edge_step(model.edge, model.exit_head, opt,
-                                                  e.prep(step, images).to(e.dev), y.to(e.dev))
-            a, meta = encode_activation(handoff.activations.cpu(), e.case.codec)
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge"), **e.steps.fields):
+            a, meta = encode_activation(e.steps.hierarchical(opt, step, images, y), e.case.codec)
         sender.put(step, {"a": a, "y": y}, {**meta, "step": step})
     sender.close()
     finish(e, link, edge_part=model.edge, exit_head=model.exit_head)
@@ -106,14 +110,15 @@ def run_split(e: Edge, link: Link) -> None:
 
     link.conn.check_specs = grad_shapes
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "forward"), phase="forward"):
-            a = m.split_edge_forward(model.edge, opt, e.prep(step, images).to(e.dev))
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "forward"),
+                        phase="forward", **e.steps.fields):
+            a = e.steps.split_forward(opt, step, images)
             wire_a, meta = encode_activation(a.detach().cpu(), e.case.codec)
         link.send("batch", step, {"a": wire_a, "y": y}, {**meta, "step": step})
         grad = checked_grad(link.recv_expect("grad", step), a, step)
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge", "backward"),
-                        phase="backward"):
-            m.split_edge_backward(a, grad.to(e.dev), opt)
+                        phase="backward", **e.steps.fields):
+            e.steps.split_backward(a, grad, opt)
     finish(e, link, edge_part=model.edge)
 
 
@@ -157,8 +162,8 @@ def run_edge_only(e: Edge) -> None:
     full = e.model.full()
     opt = m.make_optimizer(full.parameters(), e.optim, e.total)
     for step, _, images, y in e.batches():
-        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge")):
-            m.full_step(full, opt, e.prep(step, images).to(e.dev), y.to(e.dev))
+        with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge"), **e.steps.fields):
+            e.steps.full(full, opt, step, images, y)
     save_parts(e.case_dir, edge_part=e.model.edge, cloud_part=e.model.cloud)
 
 
