@@ -326,7 +326,7 @@ def test_a_device_beyond_the_ceiling_is_modelled_at_its_own_speed(tmp_path):
     from harness.predict.targets import part_targets
     path = scenario(tmp_path, **{"methods": ["cloud", "hierarchical"], "links": ["4g"],
                                  "compute.pace": True, "compute.cloud_device": "a100",
-                                 "compute.max_dilation": 1})
+                                 "compute.max_dilation": 1, "training.max_batches": 20})
     proc = start_run(tmp_path, path)
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
@@ -345,7 +345,8 @@ def test_a_device_beyond_the_ceiling_is_modelled_at_its_own_speed(tmp_path):
         assert spans and all(x["modelled"] for x in spans)
         lasted = statistics.median(x["t_end"] - x["t_start"] for x in spans)
         print(f"\n{row['method']}: a100 cloud step {lasted * 1e3:.3f} ms, device "
-              f"{want[row['method']] * 1e3:.3f} ms; model {row['predicted_err']:+.1%}")
+              f"{want[row['method']] * 1e3:.3f} ms; model {row['predicted_s']:.3f} s, measured "
+              f"{row['wall_s']:.3f} s ({row['predicted_err']:+.1%})")
         assert lasted == pytest.approx(want[row["method"]], rel=0.05)
 
 
