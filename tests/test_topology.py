@@ -135,6 +135,24 @@ def test_judge_tolerances_and_require_ok(tmp_path):
     assert "4g" in linkcheck.format_table([good, bad])
 
 
+def test_a_lossy_directions_rate_is_judged_saturated_against_rate_times_one_minus_loss():
+    """geo_lossy (600 ms RTT, 1% up, 0.5% down): TCP's goodput there is BBR's response to
+    the loss (4.07-4.81 of 5 Mbit/s measured), so each lossy direction is judged on what it
+    delivers saturated: at least 0.9 x rate x (1 - loss); the TCP figure stays recorded."""
+    p = load_profile("topologies/geo_lossy.yaml")
+    measured = {"up_mbps": 4.07, "down_mbps": 18.0, "rtt_ms": 601.0,
+                "up_capacity_mbps": 4.93, "up_lossy_mbps": 4.95,
+                "down_capacity_mbps": 17.0, "down_lossy_mbps": 19.9}
+    checks_ = linkcheck.judge(p, measured, Tolerances())
+    assert "up_goodput" not in checks_ and "down_goodput" not in checks_
+    assert checks_["up_capacity"]["ok"] and checks_["rtt"]["ok"]
+    assert not checks_["down_capacity"]["ok"]                   # 17.0 < 0.9 x 19.9
+    assert "(1 - loss) = 19.9 Mbit/s" in checks_["down_capacity"]["rule"]
+    line = linkcheck.summary_line({"profile": p.name, "measured": measured, "ok": False,
+                                   "configured": {"up_mbps": 5, "down_mbps": 20, "rtt_ms": 600}})
+    assert "up 4.93/4.95 Mbit/s delivered/rate x (1 - loss) (TCP 4.07)" in line
+
+
 class _FakeLink:
     emulation = {"rate": "htb"}
 

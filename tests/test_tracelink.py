@@ -221,8 +221,8 @@ def test_a_transfer_ends_when_the_opportunities_carry_its_frames():
 
 def test_expected_jitter_counts_the_trace_service():
     spec = {"trace": None, "rate_mbps": 1.1, "scale": 1.0, "queue_packets": 100, "outages": []}
-    assert linkcheck.expected_jitter_ms(75, 0, 20.0) == 0
-    assert linkcheck.expected_jitter_ms(75, 0, 20.0, spec, 200) > 1.0
+    assert delayd.expected_jitter_ms(75, 0, 20.0) == 0
+    assert delayd.expected_jitter_ms(75, 0, 20.0, spec, 200) > 1.0
 
 
 # ---------------------------------------------------------------- root: a real trace link

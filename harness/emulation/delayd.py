@@ -86,6 +86,26 @@ class Delayer:
         self.lead_s += 0.1 * (late - self.lead_s)
 
 
+def expected_jitter_ms(delay_ms: float, jitter_ms: float, pps: float, spec: dict | None = None,
+                       frame_b: int = 0, n: int = 20000) -> float:
+    """RFC 3550 jitter of a stream of `pps` packets through the delay daemon's own model (and
+    its trace link, for a direction `spec` describes, with packets of `frame_b` bytes)."""
+    if jitter_ms <= 0 and not spec:
+        return 0.0
+    from harness.emulation.tracelink import link_of
+    d, link = Delayer(delay_ms, jitter_ms, seed=1), link_of(spec) if spec else None
+    j, prev = 0.0, None
+    for i in range(n):
+        sent = i / pps
+        d.add(None, now=sent if link is None else link.depart(sent, frame_b) or sent)
+        d.held.clear()                       # only its release time matters here
+        transit = d.last_release - sent
+        if prev is not None:
+            j += (abs(transit - prev) - j) / 16
+        prev = transit
+    return j * 1e3
+
+
 def serve(queue_num: int, delayer: Delayer, ready=sys.stdout, link=None) -> int:
     """Bind the queue, announce READY, and delay packets until a stop signal; returns #packets.
     With a `link` (a TraceLink), packets first wait for the link's delivery opportunities."""

@@ -4,7 +4,9 @@
 
 - RTT: the median of >= 10 `ping -U` probes on the idle link (plain ping does not see delay
   added on its own host's INPUT chain).
-- Goodput per direction: iperf3's receiver-side TCP rate in steady state, the median of its
+- Goodput per direction: iperf3's receiver-side TCP rate in steady state (with random loss
+  configured: what the direction delivers saturated with UDP against rate x (1 - loss),
+  harness.emulation.capacity, the TCP rate recorded beside it), the median of its
   one-second rates (BBR's periodic PROBE_RTT dips are the flow's, not the link's; the mean is
   recorded too). Start-up is omitted
   for as long as it takes on this link: TCP's window reaches the bandwidth-delay product after
@@ -37,9 +39,9 @@ from pathlib import Path
 
 from harness.files import write_json
 from harness.config import Tolerances
-from harness.emulation.delayd import Delayer
+from harness.emulation.delayd import expected_jitter_ms
 from harness.emulation.links import INITIAL_WINDOW_B, WIRE_EFFICIENCY, daemon_link
-from harness.emulation.tracelink import link_of, window_mbps
+from harness.emulation.tracelink import window_mbps
 from harness.emulation.probes import (UDP_HEADERS_B, MIN_RTT_PROBES, measure_goodput,
                                      measure_rtt, measure_udp)
 from harness.errors import HarnessError
@@ -74,25 +76,6 @@ def udp_packets(loss_pct: float) -> int:
     return max(MIN_UDP_PACKETS, math.ceil(1.96 ** 2 * p * (1 - p) / (LOSS_CI_PCT / 100) ** 2))
 
 
-def expected_jitter_ms(delay_ms: float, jitter_ms: float, pps: float, spec: dict | None = None,
-                       frame_b: int = 0, n: int = 20000) -> float:
-    """RFC 3550 jitter of a stream of `pps` packets through the delay daemon's own model (and
-    its trace link, for a direction `spec` describes, with packets of `frame_b` bytes)."""
-    if jitter_ms <= 0 and not spec:
-        return 0.0
-    d, link = Delayer(delay_ms, jitter_ms, seed=1), link_of(spec) if spec else None
-    j, prev = 0.0, None
-    for i in range(n):
-        sent = i / pps
-        d.add(None, now=sent if link is None else link.depart(sent, frame_b) or sent)
-        d.held.clear()                       # only its release time matters here
-        transit = d.last_release - sent
-        if prev is not None:
-            j += (abs(transit - prev) - j) / 16
-        prev = transit
-    return j * 1e3
-
-
 def judge(profile, measured: dict, tol: Tolerances) -> dict:
     """Pass/fail per check: goodput >= ratio x configured; |RTT - profile| <= rel x RTT + abs;
     |loss - configured| <= loss_abs_pct; |jitter - expected| <= rel x expected + abs."""
@@ -103,6 +86,12 @@ def judge(profile, measured: dict, tol: Tolerances) -> dict:
             checks[f"{d}_capacity"] = {
                 "ok": abs(got / want - 1) <= tol.trace_rel, "measured": got,
                 "rule": f"within {tol.trace_rel:.0%} of the trace's {want:.3g} Mbit/s"}
+            continue
+        if f"{d}_lossy_mbps" in measured:    # random loss: the link's rate, saturated (UDP)
+            got, want = measured[f"{d}_capacity_mbps"], measured[f"{d}_lossy_mbps"]
+            checks[f"{d}_capacity"] = {"ok": got >= tol.goodput_ratio * want, "measured": got,
+                                       "rule": f">= {tol.goodput_ratio:g} x rate x (1 - loss) "
+                                               f"= {want:.4g} Mbit/s, delivered saturated"}
             continue
         configured = getattr(profile, f"{d}_mbps")
         limit = tol.goodput_ratio * configured
@@ -200,6 +189,9 @@ def _measure_direction(link, profile, d: str, seconds: float, measured: dict) ->
         start = omit + IPERF_START_RTTS * profile.rtt_ms / 1e3     # estimated, see above
         measured[f"{d}_tcp_trace_mbps"] = window_mbps(spec, start, duration)
         _measure_capacity(link, profile, d, spec, measured)
+    elif loss > 0:   # TCP's goodput is its congestion control's under loss (capacity.py)
+        from harness.emulation.capacity import lossy_capacity
+        measured.update(lossy_capacity(link, profile, d))
     udp = measure_udp(link, d, (TRACE_UDP_SHARE if spec else UDP_SHARE) * rate, udp_packets(loss))
     measured[f"{d}_loss_pct"], measured[f"{d}_jitter_ms"] = udp["loss_pct"], udp["jitter_ms"]
     measured[f"{d}_probe_failures"] = tcp.get("failed_tries", []) + udp.get("failed_tries", [])
@@ -259,7 +251,9 @@ def summary_line(c: dict) -> str:
     again += f" ({retried} failed probe run(s) retried: linkcheck.json)" if retried else ""
     rates = ", ".join(
         f"{d} {m[f'{d}_capacity_mbps']:.3g}/{m[f'{d}_trace_mbps']:.3g} Mbit/s delivered/trace"
-        if f"{d}_trace_mbps" in m else f"{d} {m[f'{d}_mbps']:.2f}/{cfg[f'{d}_mbps']:g} Mbit/s"
+        if f"{d}_trace_mbps" in m else f"{d} {m[f'{d}_capacity_mbps']:.3g}/"
+        f"{m[f'{d}_lossy_mbps']:.3g} Mbit/s delivered/rate x (1 - loss) (TCP {m[f'{d}_mbps']:.2f})"
+        if f"{d}_lossy_mbps" in m else f"{d} {m[f'{d}_mbps']:.2f}/{cfg[f'{d}_mbps']:g} Mbit/s"
         for d in ("up", "down"))
     return (f"link {c['profile']}: {rates}, RTT {m['rtt_ms']:.1f}/"
             f"{cfg['rtt_ms']:g} ms{loss} (measured/configured): "
