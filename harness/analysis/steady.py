@@ -7,7 +7,8 @@ A run of N batches through a pipeline takes fill + (N-1) x Δ, where Δ is the s
 between batch completions (DESIGN.md section 8). Scaling a short window linearly multiplies
 the fill (TCP start-up, first allocations, the pipeline filling) by N/window, which is wrong by
 construction for pipelined methods. Here a batch completes when its last compute step ends
-(on either side); the first `warmup` intervals are set aside; Δ is the mean of the rest.
+(on either side); the first `warmup` intervals are set aside; Δ is the mean of the rest
+that the CI's groups hold (below).
 
 Confidence interval: batch intervals are autocorrelated (a slow batch holds up the next one
 in a pipeline), so the CI is computed by the method of batch means: the steady intervals are
