@@ -142,3 +142,18 @@ def test_the_gate_refuses_a_baseline_whose_sides_were_modelled_differently(tmp_p
     older = {k: v for k, v in compute_of(tmp_path / "real").items() if k != "modelled"}
     baseline.write_text(json.dumps({"compute": older}))     # made before modelled compute
     assert same_compute(tmp_path / "real", baseline) == "" and "modelled" in COMPUTE_KEYS
+
+
+def test_a_case_exported_to_two_real_machines_computes_for_real(tmp_path):
+    """On real machines the compute is their own: a modelled side is taken out with the
+    pacing and the devices, and README.txt names it."""
+    from harness.run.twohosts import export_case
+    case = modelled_case("split")
+    compute = ComputeConfig(pace=True, cloud_device="a100", modelled=("cloud",), pace_s=case.compute.pace_s)
+    (tmp_path / "run" / "c0").mkdir(parents=True)
+    (tmp_path / "run" / "c0" / "case.json").write_text(json.dumps(
+        Case(case.dataset, case.model, case.training, compute, "split").to_dict()))
+    export_case(tmp_path / "run", 0, tmp_path / "out")
+    exported = json.loads((tmp_path / "out" / "cloud" / "case.json").read_text())["compute"]
+    assert exported["modelled"] == [] and exported["pace"] is False
+    assert "modelled=['cloud']" in (tmp_path / "out" / "README.txt").read_text()

@@ -55,7 +55,7 @@ def export_case(source: Path, index: int, out: Path) -> Path:
     raw = _case_source(Path(source), index)
     case = case_from_dict(raw)
     compute = dataclasses.replace(case.compute, pace=False, pace_s=None, dilation=1.0,
-                                  edge_device=None, cloud_device=None)
+                                  edge_device=None, cloud_device=None, modelled=())
     real = dataclasses.replace(case, compute=compute, link=None)
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"--out {out}: exists and is not empty")
@@ -65,7 +65,7 @@ def export_case(source: Path, index: int, out: Path) -> Path:
         (out / role / "case.json").write_text(text)
     write_secret(out / "hierbench.secret")
     dropped = [f"{k}={getattr(case.compute, k)!r}" for k in ("pace", "dilation", "edge_device",
-                                                            "cloud_device")
+                                                            "cloud_device", "modelled")
                if getattr(case.compute, k) != getattr(compute, k)]
     (out / "README.txt").write_text(
         f"hierbench case {real.label} on two machines (case {index} of {source}).\n"
