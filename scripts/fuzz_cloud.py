@@ -50,7 +50,8 @@ from harness.train.batches import build_model  # noqa: E402
 from harness.train.data import SPECS  # noqa: E402
 from harness.workers.auth import (AUTH_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_PENDING, cloud_handshake,  # noqa: E402
                                   edge_handshake, mac)
-from harness.workers.cloud import Batches, decoded  # noqa: E402
+from harness.workers.cloud import Batches  # noqa: E402
+from harness.workers.steps import decoded  # noqa: E402
 from harness.workers.checks import check_tensors  # noqa: E402
 from harness.workers.common import PINGS, Link, load_case  # noqa: E402
 from harness.workers.edge import checked_grad  # noqa: E402
