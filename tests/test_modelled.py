@@ -156,4 +156,8 @@ def test_a_case_exported_to_two_real_machines_computes_for_real(tmp_path):
     export_case(tmp_path / "run", 0, tmp_path / "out")
     exported = json.loads((tmp_path / "out" / "cloud" / "case.json").read_text())["compute"]
     assert exported["modelled"] == [] and exported["pace"] is False
-    assert "modelled=['cloud']" in (tmp_path / "out" / "README.txt").read_text()
+    assert "modelled=('cloud',)" in (tmp_path / "out" / "README.txt").read_text()
+    plain = Case(case.dataset, case.model, case.training, ComputeConfig(), "split")
+    (tmp_path / "run" / "c0" / "case.json").write_text(json.dumps(plain.to_dict()))
+    export_case(tmp_path / "run", 0, tmp_path / "out2")
+    assert "modelled" not in (tmp_path / "out2" / "README.txt").read_text()   # none to take out
