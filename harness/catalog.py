@@ -11,6 +11,10 @@ from harness.errors import HarnessError
 
 METHODS = ("hierarchical", "split", "cloud", "edge")
 BASELINES = ("split", "cloud", "edge")          # what hierarchical's gains are measured against
+# The hosts that train in each method (harness.run.pacing paces their steps; the summary
+# says how each one's compute arose).
+COMPUTE_ROLES = {"hierarchical": ("edge", "cloud"), "split": ("edge", "cloud"),
+                 "cloud": ("cloud",), "edge": ("edge",)}
 KEEPS_DATA = ("hierarchical", "split", "edge")  # methods whose raw inputs never leave the edge
 OPTIMIZERS = ("sgd", "adam")
 DATASETS = ("fashion_mnist", "cifar10", "tiny_imagenet", "fake")

@@ -502,13 +502,18 @@ def load_scenario(path: str | Path, overrides: list[str] = ()) -> tuple[Scenario
     return parse_scenario(raw, str(path)), raw
 
 
+def _compute(raw: dict) -> ComputeConfig:
+    """A case file's compute section; JSON gives `modelled` as a list, the runner a tuple."""
+    return ComputeConfig(**{**raw, "modelled": tuple(raw.get("modelled") or ())})
+
+
 def case_from_dict(raw: dict) -> Case:
     """Rebuild a Case saved with `Case.to_dict` (what workers read)."""
     try:
         return Case(dataset=DatasetConfig(**raw["dataset"]), model=ModelConfig(**raw["model"]),
                     training=TrainConfig(**{k: v for k, v in raw["training"].items()
                                             if f"training.{k}" not in REMOVED_KEYS}),
-                    compute=ComputeConfig(**raw["compute"]), method=raw["method"],
+                    compute=_compute(raw["compute"]), method=raw["method"],
                     codec=raw.get("codec", "fp32"), link=raw.get("link"))
     except (KeyError, TypeError) as exc:
         raise HarnessError(f"case file is malformed: {exc}") from None

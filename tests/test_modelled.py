@@ -161,3 +161,9 @@ def test_a_case_exported_to_two_real_machines_computes_for_real(tmp_path):
     (tmp_path / "run" / "c0" / "case.json").write_text(json.dumps(plain.to_dict()))
     export_case(tmp_path / "run", 0, tmp_path / "out2")
     assert "modelled" not in (tmp_path / "out2" / "README.txt").read_text()   # none to take out
+
+
+def test_the_summarys_computing_roles_are_the_paced_ones():
+    from harness.catalog import COMPUTE_ROLES
+    from harness.run.pacing import PACED_STEPS
+    assert {m: tuple(roles) for m, roles in PACED_STEPS.items()} == COMPUTE_ROLES

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.steady import ratio_ci
-from harness.catalog import BASELINES
+from harness.catalog import BASELINES, COMPUTE_ROLES
 from harness.config import ComputeConfig
 from harness.errors import HarnessError
 
@@ -103,10 +103,6 @@ def _row(case_dir: Path, scenario: str) -> dict:
     return _undilate(row, (case.get("compute") or {}).get("dilation") or 1.0)
 
 
-ROLES_USED = {"hierarchical": ("edge", "cloud"), "split": ("edge", "cloud"), "cloud": ("cloud",),
-              "edge": ("edge",)}
-
-
 def compute_sources(case: dict) -> dict:
     """{edge_compute, cloud_compute, edge_device, cloud_device} of a case.json: how each
     side's step times arose (config.ComputeConfig.source: paced, modelled, real-gpu, shares;
@@ -114,7 +110,7 @@ def compute_sources(case: dict) -> dict:
     compute = ComputeConfig(**(case.get("compute") or {}))
     out = {}
     for role in ("edge", "cloud"):
-        used = role in ROLES_USED.get(case["method"], ())
+        used = role in COMPUTE_ROLES.get(case["method"], ())
         out[f"{role}_compute"] = compute.source(role) if used else "none"
         out[f"{role}_device"] = getattr(compute, f"{role}_device") or ""
     return out

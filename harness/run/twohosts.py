@@ -54,8 +54,6 @@ def export_case(source: Path, index: int, out: Path) -> Path:
     from harness.workers.auth import write_secret
     raw = _case_source(Path(source), index)
     case = case_from_dict(raw)
-    case = dataclasses.replace(case, compute=dataclasses.replace(       # JSON gives a list
-        case.compute, modelled=tuple(case.compute.modelled)))
     compute = dataclasses.replace(case.compute, pace=False, pace_s=None, dilation=1.0,
                                   edge_device=None, cloud_device=None, modelled=())
     real = dataclasses.replace(case, compute=compute, link=None)
