@@ -18,6 +18,9 @@ COMPUTE_ROLES = {"hierarchical": ("edge", "cloud"), "split": ("edge", "cloud"),
 KEEPS_DATA = ("hierarchical", "split", "edge")  # methods whose raw inputs never leave the edge
 OPTIMIZERS = ("sgd", "adam")
 DATASETS = ("fashion_mnist", "cifar10", "tiny_imagenet", "fake")
+# Datasets a timing pass can run without (dataset.missing: shaped): their standard test
+# split's size; the training split's is train.data.SPECS' train_samples.
+SHAPEABLE_TEST_SAMPLES = {"cifar10": 10_000, "tiny_imagenet": 10_000}
 CODECS = ("fp32", "fp16", "int8")               # activation encodings on the wire
 EXIT_HEADS = ("dgl", "linear", "mlp")           # early-exit designs (harness.train.heads)
 SCHEDULES = ("constant", "cosine", "onecycle")  # learning-rate schedules (harness.train.recipe)

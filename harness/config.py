@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from harness.catalog import (ARCHS, CODECS, DATASETS, EXIT_HEADS, METHODS, OPTIMIZERS,
-                             SCHEDULES, split_points)
+                             SCHEDULES, SHAPEABLE_TEST_SAMPLES, split_points)
 from harness.errors import HarnessError
 from harness.fields import check_type, section, str_list, top_mapping
 
@@ -56,6 +56,7 @@ class DatasetConfig:
     root: str | None = None           # None: the Debian package (Fashion-MNIST only)
     subset: int | None = None         # training samples kept (seeded); None: all
     test_subset: int | None = None    # test samples kept; None: all
+    missing: str = "refuse"           # no root: refuse, or shaped (generated, timing only)
 
 
 @dataclass(frozen=True)
@@ -235,18 +236,21 @@ class Scenario:
     kind: str = "benchmark"         # benchmark (timed cases) or accuracy (a study: trainings)
     heads: tuple[str, ...] = ("dgl",)          # exit-head designs (model.exit_head)
     seeds: tuple[int, ...] = (0,)              # training seeds (training.seeds or .seed)
-    # model.split: auto -- {max_accuracy_drop: share}; the split is chosen per (arch, link)
-    # by harness.study.select, which fills chosen_splits ((arch, link, split), ...).
+    # model.split: auto (beside fixed splits or alone) -- selection {max_accuracy_drop: share}
+    # or {by: runtime}; the split is picked per (arch, link) by harness.study.select, which
+    # fills picked_splits ((arch, link, split), ...) and chosen_splits, every (arch, link,
+    # split) to run: the pick and the fixed splits.
     selection: dict = field(default_factory=dict)
     chosen_splits: tuple[tuple[str, str, str], ...] = ()
+    picked_splits: tuple[tuple[str, str, str], ...] = ()
 
     def cases(self) -> list[Case]:
         """The sweep matrix, model-major; each arch takes only the split points it has."""
         out = []
-        chosen = {(a, link): s for a, link, s in self.chosen_splits}
+        chosen = set(self.chosen_splits)
         for arch, split, codec, link, method in itertools.product(
                 self.archs, self.splits, self.codecs, self.links, self.methods):
-            if split not in split_points(arch) or chosen.get((arch, link), split) != split:
+            if split not in split_points(arch) or (chosen and (arch, link, split) not in chosen):
                 continue
             model = dataclasses.replace(self.model, arch=arch, split=split)
             out.append(Case(self.dataset, model, self.training, self.compute, method, codec, link))
@@ -287,11 +291,11 @@ def parse_scenario(raw: Any, source: str = "scenario") -> Scenario:
     selection = _selection(raw.get("selection"), splits)
     heads = str_list(model_raw.pop("exit_head", "dgl"), "model.exit_head", EXIT_HEADS)
     model = section(ModelConfig, {**model_raw, "exit_head": heads[0]}, "model")
-    for split in (() if splits == ("auto",) else splits):
+    for split in (s for s in splits if s != "auto"):
         if not any(split in split_points(arch) for arch in archs):
             valid = "; ".join(f"{a}: {', '.join(split_points(a))}" for a in archs)
             raise HarnessError(f"model.split: unknown split point {split!r} ({valid})")
-    for arch in (() if splits == ("auto",) else archs):
+    for arch in (() if "auto" in splits else archs):
         if not any(s in split_points(arch) for s in splits):
             raise HarnessError(f"model.split: none of {list(splits)} is a split point of {arch}")
     scenario = Scenario(
@@ -325,18 +329,24 @@ def _splits(raw: Any, archs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _selection(raw: Any, splits: tuple[str, ...]) -> dict:
-    """selection: {max_accuracy_drop: a share in (0, 1)}, with model.split: auto only."""
+    """selection: {max_accuracy_drop: a share in (0, 1)} or {by: runtime}, with model.split:
+    auto only (alone, or beside fixed splits that then run on every link too)."""
     auto = "auto" in splits
-    if auto and len(splits) > 1:
-        raise HarnessError("model.split: auto stands alone (the split is chosen per link)")
     if raw is None:
         if auto:
             raise HarnessError("selection: required with model.split: auto, e.g. "
-                               "{max_accuracy_drop: 0.01}")
+                               "{max_accuracy_drop: 0.01} or {by: runtime}")
         return {}
     if not auto:
         raise HarnessError("selection: only with model.split: auto")
-    top_mapping(raw, "selection", ["max_accuracy_drop"], ["max_accuracy_drop"])
+    top_mapping(raw, "selection", ["max_accuracy_drop", "by"], [])
+    if "by" in raw:
+        if raw["by"] != "runtime" or "max_accuracy_drop" in raw:
+            raise HarnessError(f"selection.by: expected runtime alone (the split the runtime "
+                               f"model predicts fastest), got {str(raw)[:60]!r}")
+        return {"by": "runtime"}
+    if "max_accuracy_drop" not in raw:
+        raise HarnessError("selection: expected max_accuracy_drop or by: runtime")
     drop = raw["max_accuracy_drop"]
     if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
         raise HarnessError(f"selection.max_accuracy_drop: expected a share in [0, 1) such as "
@@ -407,6 +417,10 @@ def _validate_values(s: Scenario, datasets, optimizers) -> None:
         (d.name in datasets, "dataset.name", f"unknown dataset '{d.name}' (known: {', '.join(datasets)})"),
         (d.subset is None or d.subset > 0, "dataset.subset", "must be > 0"),
         (d.test_subset is None or d.test_subset > 0, "dataset.test_subset", "must be > 0"),
+        (d.missing in ("refuse", "shaped"), "dataset.missing",
+         f"expected refuse or shaped, got {d.missing!r}"),
+        (d.missing != "shaped" or d.name in SHAPEABLE_TEST_SAMPLES, "dataset.missing",
+         f"shaped: '{d.name}' has no fixed shape to generate (shapeable: {', '.join(SHAPEABLE_TEST_SAMPLES)})"),
         (s.model.width > 0, "model.width", f"must be > 0, got {s.model.width}"),
         (t.schedule in SCHEDULES, "training.schedule",
          f"unknown schedule '{t.schedule}' (known: {', '.join(SCHEDULES)})"),

@@ -15,9 +15,12 @@ def test_link_bound_pipeline_is_n_times_transfer():
     s = Sizes(act_b=1e6, grad_b=0, raw_b=0)
     link = LinkRates(up_Bps=1e5, down_Bps=1e5, d_up_s=0.075, d_down_s=0.075)
     p = predict("hierarchical", C, s, link, n=50)
-    # Window growth: BDP = 1e5 B/s x 0.15 s = 15 kB > 14,480 B: one extra round trip.
+    # Window growth: BDP = 1e5 B/s x 0.15 s = 15 kB > 14,480 B: one extra round trip for a
+    # lone message; a stream sends its first 14,480 B, waits out that round trip, then runs
+    # at the rate (LinkRates.delivered_by_s).
     assert link.start_up_s(1e6) == pytest.approx(0.15)
-    fill = 0.35 + 10 + 0.075 + 0.15 + 0.3
+    assert link.delivered_by_s(1e6) == pytest.approx(0.15 + (1e6 - 14_480) / 1e5 + 0.075)
+    fill = 0.35 + link.delivered_by_s(1e6) + 0.3
     assert p.total_s == pytest.approx(fill + 49 * 10)
     assert p.bottleneck == "uplink" and p.busy["uplink_s"] == pytest.approx(500)
 
@@ -120,12 +123,32 @@ def test_bbr_probe_rtt_stretches_every_transfer_by_its_share_of_ten_seconds():
     with_probe = predict("hierarchical", C, s, g3, n=n)
     without = predict("hierarchical", C, s, plain, n=n)
     per = s.act_b / g3.up_Bps
-    assert with_probe.total_s - without.total_s == pytest.approx(n * per * 0.035, rel=1e-6)
-    # compute-bound: transfers are short, so the term costs only their stretch
+    # every byte carried at the link's rate is stretched; the 14,480 B of the fresh
+    # connection's first round trip (window below the 19.7 kB BDP) are not
+    at_rate = n * per - 14_480 / g3.up_Bps
+    assert with_probe.total_s - without.total_s == pytest.approx(at_rate * 0.035, rel=1e-6)
+    # compute-bound: transfers are short, so the term costs only their stretch (idle pacing,
+    # below, off: it would set these short messages' time whatever the stretch)
     small = Sizes(act_b=1000, grad_b=1000, raw_b=0)
+    g3, plain = dataclasses.replace(g3, bbr=False), dataclasses.replace(plain, bbr=False)
     assert predict("split", C, small, g3, n=n).total_s - predict("split", C, small, plain,
                                                                   n=n).total_s == \
         pytest.approx(n * 0.035 * 1000 * (1 / g3.up_Bps + 1 / g3.down_Bps), rel=1e-6)
+
+
+def test_a_stop_and_wait_message_under_bbr_is_paced_at_its_settled_estimate():
+    """After idle, BBR (never out of STARTUP: every sample app-limited) paces a message at
+    g x bw with bw = b (1 - 1/g) / RTT, so it takes RTT / (g - 1) unless the link is slower:
+    measured 0.316 s for 262 kB bursts over geo's 600 ms RTT, where 20 Mbit/s takes 0.11 s."""
+    from harness.emulation.links import load_profile
+    geo = LinkRates.from_profile(load_profile("geo"))
+    assert geo.bbr and geo.message_s(262_823, geo.down_Bps) == pytest.approx(0.318, abs=0.001)
+    assert geo.message_s(2e6, geo.down_Bps) == pytest.approx(2e6 / geo.down_Bps * geo.stretch)
+    assert LinkRates.from_profile(load_profile("geo"), bbr=False).message_s(
+        262_823, geo.down_Bps) == pytest.approx(262_823 / geo.down_Bps)
+    s = Sizes(act_b=262_823, grad_b=262_823, raw_b=0)
+    down = predict("split", C, s, geo, n=10).busy["downlink_s"] / 10
+    assert down == pytest.approx(0.318, abs=0.001)
 
 
 def test_a_block_profile_timed_without_its_core_is_retimed_and_never_cached(tmp_path,

@@ -1,5 +1,6 @@
 """Accuracy studies: the plan, the cache (keys, invalidation, damage), the paired summary, and
 a whole study that is killed and resumes from its cache (generated data: seconds)."""
+import dataclasses
 import importlib.util
 import json
 import math
@@ -149,20 +150,54 @@ def test_selection_takes_the_fastest_split_within_the_budget():
     assert none is None and "no split within a drop of 0.10 points" in why
 
 
-def test_auto_needs_a_budget_and_stands_alone():
+def test_auto_needs_a_budget_or_the_runtime_model():
     from harness.errors import HarnessError
     ok = parse_scenario({"name": "x", "model": {"split": "auto"},
                          "selection": {"max_accuracy_drop": 0.01}})
     assert ok.splits == ("auto",) and ok.selection == {"max_accuracy_drop": 0.01}
+    both = parse_scenario({"name": "x", "model": {"split": ["auto", "conv4"]},
+                           "selection": {"by": "runtime"}})
+    assert both.splits == ("auto", "conv4") and both.selection == {"by": "runtime"}
+    assert all(c.model.split == "conv4" for c in both.cases())    # before the pick: fixed only
     for bad, where in [({"model": {"split": "auto"}}, "selection: required"),
-                       ({"model": {"split": ["auto", "conv4"]},
-                         "selection": {"max_accuracy_drop": 0.01}}, "stands alone"),
+                       ({"model": {"split": "auto"}, "selection": {"by": "accuracy"}},
+                        "selection.by: expected runtime"),
+                       ({"model": {"split": "auto"},
+                         "selection": {"by": "runtime", "max_accuracy_drop": 0.01}},
+                        "selection.by: expected runtime alone"),
+                       ({"model": {"split": "auto"}, "selection": {}},
+                        "expected max_accuracy_drop or by: runtime"),
                        ({"selection": {"max_accuracy_drop": 0.01}}, "only with"),
                        ({"model": {"split": "auto"}, "selection": {"max_accuracy_drop": 2}},
                         "max_accuracy_drop"),
                        ({"model": {"split": "auto"}, "selection": {"budget": 0.1}}, "selection")]:
         with pytest.raises(HarnessError, match=where):
             parse_scenario({"name": "x", **bad})
+
+
+def test_auto_by_runtime_picks_the_models_fastest_split_per_link_beside_fixed_ones():
+    """selection {by: runtime}: per link the split the runtime model predicts fastest for
+    hierarchical training; the fixed split runs on every link too, and nothing else."""
+    from harness.catalog import split_points
+    from harness.emulation.links import resolve_links
+    from harness.predict.splits import predict_case
+    from harness.study.select import resolve_auto
+    s = parse_scenario({"name": "x", "model": {"arch": "vgg16", "split": ["auto", "conv2"]},
+                        "links": ["3g", "wifi"], "selection": {"by": "runtime"},
+                        "dataset": {"name": "fashion_mnist", "subset": 6400},
+                        "measure": {"timing_batches": 10}})
+    s, profiles = resolve_links(s)
+    lines = []
+    r = resolve_auto(s, profiles, lines.append)
+    assert len(r.picked_splits) == 2 and len(lines) == 2
+    for arch, link, pick in r.picked_splits:
+        case = next(c for c in s.cases())
+        times = {sp: predict_case(dataclasses.replace(
+            case, model=dataclasses.replace(case.model, split=sp), method="hierarchical",
+            link=link), profiles[link], 100).total_s for sp in split_points(arch)}
+        assert pick == min(times, key=times.get)
+        assert {c.model.split for c in r.cases() if c.link == link} == {pick, "conv2"}
+    assert all("by the runtime model" in ln and "accuracy not considered" in ln for ln in lines)
 
 
 def test_auto_without_a_cached_study_says_so_before_any_work(tmp_path, monkeypatch):

@@ -16,10 +16,21 @@ Assumptions (each one a term the emulation may show to be missing):
   (hierarchical, cloud-only) hide it behind the next messages.
 - A fresh TCP connection starts with a 10-segment window: the first message pays one round
   trip per doubling until the window covers min(message, bandwidth-delay product).
-- Restart after idle: with BBR (this kernel's default congestion control) Linux does not
-  apply tcp_slow_start_after_idle (BBR sets its own pacing after idle), so later messages
-  are modelled as finding the window open. Under cubic/reno, split learning's idle gaps would
-  reset the window each batch: that case is not modelled.
+- A fresh connection's pipelined stream (hierarchical, cloud-only) is carried at the rate its
+  window allows while it grows: the window doubles each round trip from 10 segments until it
+  covers the bandwidth-delay product, so batch k arrives when that curve has delivered k + 1
+  messages (never before it was made and sent at the link's rate); the cloud takes them in
+  order. (Measured on a 600 ms RTT at 5 Mbit/s: the first five 51 kB uploads took 2.8-3.4 s,
+  not the 1.5 s a single slow-started message explains.)
+- Restart after idle, BBR (this kernel's default): Linux does not apply
+  tcp_slow_start_after_idle to BBR. A stop-and-wait message (split learning, both ways) is
+  sent after its flow fell idle, and every rate sample of such a flow is app-limited, so BBR
+  never leaves STARTUP (pacing gain g = 2/ln 2) and its bandwidth estimate settles where a
+  message's sample, b / (RTT + b / (g x bw)), equals bw: bw = b (1 - 1/g) / RTT. The message
+  is paced at g x bw, so it takes max(b / rate, RTT / (g - 1)) whatever its size (measured,
+  262 kB bursts over a 600 ms RTT at 20 Mbit/s: BBR's estimate 2.27 Mbit/s against 2.29 from
+  this, paced at 6.48, each burst 0.316 s against 0.318; the link alone would take 0.11 s).
+  Under cubic/reno, split learning's idle gaps reset the window each batch: not modelled.
 - BBR's PROBE_RTT: a flow whose minimum-RTT estimate is 10 s old holds 4 packets in flight
   for 200 ms plus a round trip. Every transfer time is stretched by 1 + (0.2 s + RTT) / 10 s
   (measured on a busy flow: 0.31 s lost per 10 s on 3g, 0.26 s on 4g; modelled 0.35, 0.26).
@@ -29,10 +40,11 @@ Assumptions (each one a term the emulation may show to be missing):
   start-up and bandwidth-probing phases beyond the first message, retransmission timeouts (tail losses
   with nothing behind them), ACK loss, jitter, CPU contention between a worker and the
   kernel's network work, and Python overheads outside the profiled blocks.
-- hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue:
-  fill + (N-1) x max(t_e, s_a/R_up, t_c), fill = t_e + s_a/R_up + d_up + t_c.
+- hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,
+  batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c); without
+  start-up: fill + (N-1) x max(...), fill = t_e + s_a/R_up + d_up + t_c.
 - split: strictly sequential: N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
-- cloud: upload pipelined with cloud compute: fill + (N-1) x max(s_x/R_up, t_F_cloud), later
+- cloud: upload pipelined with cloud compute, as hierarchical with nothing to make, later
   epochs from the cloud's cache: N x t_F_cloud each. edge: N x t_F_edge.
 Times are seconds, sizes bytes, rates bytes/s. No torch here: profiles are plain dicts.
 """
@@ -47,6 +59,7 @@ from harness.emulation.links import INITIAL_WINDOW_B, MSS_B, WIRE_EFFICIENCY
 FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per message
 BBR_PROBE_RTT_S = 0.2             # BBR's PROBE_RTT lasts this long (and at least one RTT) ...
 BBR_MIN_RTT_WINDOW_S = 10.0       # ... once its min-RTT estimate is this old
+BBR_STARTUP_GAIN = 2 / math.log(2)  # BBR's STARTUP pacing gain (Linux: 2885/1000)
 LABEL_B = 8                       # int64 label per sample
 CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -86,6 +99,7 @@ class LinkRates:
     loss_up: float = 0.0     # fraction of packets lost edge -> cloud
     loss_down: float = 0.0
     probe_rtt_s: float = 0.0  # seconds a busy BBR flow loses per 10 s (0: not modelled)
+    bbr: bool = False         # BBR: a message after idle is paced (idle_paced_s)
 
     @property
     def rtt_s(self) -> float:
@@ -103,6 +117,21 @@ class LinkRates:
             return 0.0
         return (math.ceil(math.log2(need / INITIAL_WINDOW_B + 1)) - 1) * self.rtt_s
 
+    def delivered_by_s(self, total_b: float) -> float:
+        """Seconds from a fresh connection's first send until `total_b` bytes have arrived:
+        the window doubles each round trip from INITIAL_WINDOW_B until it covers the
+        bandwidth-delay product, then the link's rate carries the rest."""
+        bdp, sent, t, window = self.up_Bps * self.rtt_s, 0.0, 0.0, INITIAL_WINDOW_B
+        while window < bdp and sent + window < total_b:
+            sent, t, window = sent + window, t + self.rtt_s, window * 2
+        return t + (total_b - sent) / self.up_Bps * self.stretch + self.d_up_s
+
+    def message_s(self, message_b: float, rate_Bps: float) -> float:
+        """Seconds a stop-and-wait message spends being sent: its size at the rate, stretched
+        for PROBE_RTT, or under BBR at least the paced time after idle (module docstring)."""
+        t = message_b / rate_Bps * self.stretch
+        return max(t, self.rtt_s / (BBR_STARTUP_GAIN - 1)) if self.bbr else t
+
     def recovery_s(self, message_b: float, loss: float) -> float:
         """Expected extra seconds a stop-and-wait message spends recovering a lost segment."""
         if loss <= 0:
@@ -118,7 +147,7 @@ class LinkRates:
         return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - up),
                    p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - down),
                    p.up_delay_ms / 1e3, p.down_delay_ms / 1e3, up, down,
-                   BBR_PROBE_RTT_S + rtt_s if bbr else 0.0)
+                   BBR_PROBE_RTT_S + rtt_s if bbr else 0.0, bbr)
 
 
 @dataclass(frozen=True)
@@ -167,10 +196,26 @@ def sizes_for(act_bytes_fp32: int, stored_bytes: int, batch: int, codec: str) ->
     return Sizes(act, grad, raw)
 
 
-def _pipeline(stages: dict[str, float], delay: float, n: int) -> tuple[float, str]:
-    """Fill (one batch through every stage, plus the delay) + (n-1) x the slowest stage."""
-    slowest = max(stages, key=stages.get)
-    return sum(stages.values()) + delay + (n - 1) * stages[slowest], slowest
+def _streamed(produce_s: float, up_s: float, consume_s: float, message_b: float,
+              link: LinkRates, n: int) -> float:
+    """When the last of n batches is done: each is made produce_s after the one before (the
+    first sent then), arrives once a fresh connection has delivered it (delivered_by_s) and
+    no sooner than made + up_s + the delay, and is consumed in order, consume_s each. Batch
+    by batch until the window is open and the pipeline's pace is its slowest stage's, then
+    that pace for the rest."""
+    interval, done, open_b = max(produce_s, up_s, consume_s), 0.0, link.up_Bps * link.rtt_s
+    for k in range(n):
+        arrive = max(produce_s + link.delivered_by_s((k + 1) * message_b),
+                     (k + 1) * produce_s + up_s + link.d_up_s)
+        finish = max(done, arrive) + consume_s
+        if k and (k + 1) * message_b > 2 * open_b and abs(finish - done - interval) < 1e-9:
+            return finish + (n - 1 - k) * interval
+        done = finish
+    return done
+
+
+def _slowest(stages: dict[str, float]) -> str:
+    return max(stages, key=stages.get)
 
 
 def _busy(n: int, edge: float = 0.0, up: float = 0.0, cloud: float = 0.0, down: float = 0.0) -> dict:
@@ -181,15 +226,15 @@ def _busy(n: int, edge: float = 0.0, up: float = 0.0, cloud: float = 0.0, down: 
 def _hierarchical(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
     total_n = n * epochs
     t_e, up = c.edge_fwd_s + c.edge_bwd_s + c.head_s, s.act_b / link.up_Bps * link.stretch
-    total, neck = _pipeline({"edge_compute": t_e, "uplink": up, "cloud_compute": c.cloud_s},
-                            link.d_up_s + link.start_up_s(s.act_b), total_n)
+    total = _streamed(t_e, up, c.cloud_s, s.act_b, link, total_n)
+    neck = _slowest({"edge_compute": t_e, "uplink": up, "cloud_compute": c.cloud_s})
     return Prediction("hierarchical", total, _busy(total_n, t_e, up, c.cloud_s), neck)
 
 
 def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
     total_n = n * epochs
-    up = s.act_b / link.up_Bps * link.stretch + link.recovery_s(s.act_b, link.loss_up)
-    down = s.grad_b / link.down_Bps * link.stretch + link.recovery_s(s.grad_b, link.loss_down)
+    up = link.message_s(s.act_b, link.up_Bps) + link.recovery_s(s.act_b, link.loss_up)
+    down = link.message_s(s.grad_b, link.down_Bps) + link.recovery_s(s.grad_b, link.loss_down)
     t_e = c.edge_fwd_s + c.edge_bwd_s
     per = t_e + up + link.d_up_s + c.cloud_s + down + link.d_down_s
     parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,
@@ -202,8 +247,8 @@ def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Predicti
 def _cloud(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
     """Epoch 0 uploads pipelined with training; later epochs train from the cloud's cache."""
     up = s.raw_b / link.up_Bps * link.stretch
-    total, neck = _pipeline({"uplink": up, "cloud_compute": c.full_cloud_s},
-                            link.d_up_s + link.start_up_s(s.raw_b), n)
+    total = _streamed(0.0, up, c.full_cloud_s, s.raw_b, link, n)
+    neck = _slowest({"uplink": up, "cloud_compute": c.full_cloud_s})
     total += (epochs - 1) * n * c.full_cloud_s
     busy = _busy(n, up=up)
     busy["cloud_compute_s"] = n * epochs * c.full_cloud_s

@@ -53,11 +53,23 @@ def _one_process(case: Case) -> bool:
     return case.codec == "fp32" and case.compute.edge_threads == case.compute.cloud_threads
 
 
+def not_measured(case: Case) -> dict | None:
+    """The accuracy record of a case that trains on generated data (no dataset given: its
+    accuracy would be noise's), else None."""
+    d = case.dataset
+    if d.root is not None or d.missing != "shaped":
+        return None
+    from harness.train.shaped import why_not_measured
+    return {"final_acc": None, "edge_exit_acc": None, "test_samples": None,
+            "acc_source": f"not measured: {why_not_measured(d.name)}"}
+
+
 def accuracy_keys(scenario) -> set[tuple]:
     """What the accuracy pass measures: nothing when cases train their full budget for real
-    (a modelled side trains nothing: harness.workers.modelled)."""
+    (a modelled side trains nothing: harness.workers.modelled) or on generated data."""
     full = scenario.measure.timing_batches is None and not scenario.compute.modelled
-    return set() if full else {(c.model.arch, c.model.split, c.codec, c.method)
+    cases = scenario.cases()
+    return set() if full or (cases and not_measured(cases[0])) else {(c.model.arch, c.model.split, c.codec, c.method)
                                for c in scenario.cases()}
 
 

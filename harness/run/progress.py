@@ -65,3 +65,8 @@ def pace_text(totals: dict) -> str:
     if not totals.get("paced_steps"):
         return ""
     return f"; paced, {totals.get('pace_overruns', 0)} of {totals['paced_steps']} steps overran"
+
+
+def acc_text(final_acc) -> str:
+    """'final acc 0.7275', or 'accuracy not measured' (generated data: run.accuracy)."""
+    return "accuracy not measured" if final_acc is None else f"final acc {final_acc:.4f}"

@@ -25,11 +25,11 @@ from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario, dilation_of, parse_scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case, write_status
-from harness.run.accuracy import accuracy_keys, accuracy_pass
+from harness.run.accuracy import accuracy_keys, accuracy_pass, not_measured
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.pacing import paced
 from harness.run import rundir
-from harness.run.progress import Progress, pace_text, steady_text
+from harness.run.progress import Progress, acc_text, pace_text, steady_text
 from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.virtual import resolve_dilation
@@ -139,16 +139,17 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
     if timed.compute.pace_s is not None:
         info["pace_s"] = timed.compute.pace_s
     write_json(case_dir / "case_info.json", info)
-    if run.accuracy is None:
+    acc = not_measured(case)
+    if acc is None and run.accuracy is None:
         acc = evaluate_case(timed, case_dir, train, test)
         acc["acc_source"] = f"measured: this emulated run ({steps} batches), {len(test)} test samples"
         acc["test_samples"] = len(test)
-    else:
+    elif acc is None:
         acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
     write_json(case_dir / "accuracy.json", acc)
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s'] / k:.2f} s for {totals['steps']} "
-                    f"batches{steady_text(info['steady'], k)}{pace_text(totals)}, final acc "
-                    f"{acc['final_acc']:.4f}{dilation_label(k)}")
+                    f"batches{steady_text(info['steady'], k)}{pace_text(totals)}, "
+                    f"{acc_text(acc['final_acc'])}{dilation_label(k)}")
 
 
 def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
@@ -220,8 +221,10 @@ def run_scenario(scenario: Scenario, raw: dict, opts: Options) -> Path:
     scenario, profiles, train, test = preflight(scenario, opts)
     emulation = ((f"mininet on the nodes of Ray cluster {opts.cluster}" if opts.cluster else "mininet")
                  if opts.emulate else "none: loopback TCP, no link shaping, no CPU shares (--loopback)")
+    picked = {"picked_splits": [list(p) for p in scenario.picked_splits]} \
+        if scenario.picked_splits else {}
     run_dir = rundir.new_run_dir(scenario.name, extra_meta={"emulation": emulation,
-                                                      "scenario": scenario.name})
+                                                      "scenario": scenario.name, **picked})
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     opts.echo(f"run directory: {run_dir}")
     plan = rundir.case_plan(scenario)

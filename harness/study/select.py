@@ -9,6 +9,11 @@ median over seeds of end-to-end minus hierarchical final-exit accuracy, paired b
 the candidates within `selection.max_accuracy_drop`, the fastest by the runtime model for the
 benchmark's own case on that link wins. Without a cached study there is nothing to choose
 from, and the run says so before any work, naming the command that trains it.
+
+`selection: {by: runtime}` picks by the runtime model alone: the split predicted fastest for
+hierarchical training on that link, accuracy not considered (where no accuracy can be
+measured, e.g. generated data). Fixed splits listed beside `auto` run on every link as well;
+the picks are kept in the run's meta.json (`picked_splits`).
 """
 from __future__ import annotations
 
@@ -50,9 +55,7 @@ def candidates_for(scenario: Scenario, arch: str, link_name: str, link) -> list[
     """Every split of `arch` the study cache covers, with its drop and modelled runtime."""
     from harness.predict.splits import predict_case
     from harness.study.reuse import converged_for
-    from harness.train.data import SPECS
     out = []
-    batch = scenario.training.batch_size
     for split in split_points(arch):
         model = dataclasses.replace(scenario.model, arch=arch, split=split)
         case = Case(scenario.dataset, model, scenario.training, scenario.compute,
@@ -60,17 +63,41 @@ def candidates_for(scenario: Scenario, arch: str, link_name: str, link) -> list[
         conv = converged_for(case)
         if conv is None or conv["gap"] != conv["gap"]:
             continue
-        n = (scenario.dataset.subset or SPECS[scenario.dataset.name].train_samples) // batch
-        n = min(n, scenario.training.max_batches or n)
-        runtime = predict_case(case, link, n, scenario.training.epochs).total_s
+        runtime = predict_case(case, link, budget_batches(scenario),
+                               scenario.training.epochs).total_s
         out.append(Candidate(split, -conv["gap"], conv["gap_ci"], runtime))
     return out
+
+
+def by_runtime(scenario: Scenario, arch: str, link_name: str, link) -> tuple[str, str]:
+    """The split the runtime model predicts fastest for hierarchical training (selection:
+    {by: runtime}; no accuracy constraint) and why (one line)."""
+    from harness.predict.splits import predict_case
+    times = {}
+    for split in split_points(arch):
+        model = dataclasses.replace(scenario.model, arch=arch, split=split)
+        case = Case(scenario.dataset, model, scenario.training, scenario.compute,
+                    "hierarchical", scenario.codecs[0], link_name)
+        times[split] = predict_case(case, link, budget_batches(scenario),
+                                    scenario.training.epochs).total_s
+    best = min(times, key=times.get)
+    runner_up = sorted(times.values())[1] if len(times) > 1 else float("nan")
+    return best, (f"{best}: {times[best]:.1f} s modelled, fastest of {len(times)} splits by the "
+                  f"runtime model (next {runner_up:.1f} s; accuracy not considered)")
+
+
+def budget_batches(scenario: Scenario) -> int:
+    """Batches per epoch of the scenario's full training budget."""
+    from harness.train.data import SPECS
+    batch = scenario.training.batch_size
+    n = (scenario.dataset.subset or SPECS[scenario.dataset.name].train_samples) // batch
+    return min(n, scenario.training.max_batches or n)
 
 
 def resolver(echo, loopback: bool):
     """What a run calls once its link profiles are known: `auto` resolved, else unchanged."""
     def resolve(scenario: Scenario, profiles: dict) -> Scenario:
-        if scenario.splits != ("auto",):
+        if "auto" not in scenario.splits:
             return scenario
         if loopback:
             raise HarnessError("model.split: auto chooses per link profile: not with --loopback")
@@ -80,20 +107,32 @@ def resolver(echo, loopback: bool):
 
 def resolve_auto(scenario: Scenario, profiles: dict, echo) -> Scenario:
     """The scenario with `auto` replaced by the chosen split per (model, link)."""
-    budget = scenario.selection.get("max_accuracy_drop")
-    chosen = []
+    fixed = [s for s in scenario.splits if s != "auto"]
+    picked, chosen = [], []
     for arch in scenario.archs:
         for link_name in scenario.links:
-            cands = candidates_for(scenario, arch, link_name, profiles[link_name])
-            if not cands:
-                raise HarnessError(
-                    f"model.split: auto: no split of {arch} has a cached accuracy-study result "
-                    f"for every seed on this machine (exit head {scenario.model.exit_head}); "
-                    f"run 'run_bench.py run scenarios/accuracy.yaml' first")
-            best, why = choose(cands, budget)
-            if best is None:
-                raise HarnessError(f"model.split: auto: {arch} over {link_name}: {why}")
+            if scenario.selection.get("by") == "runtime":
+                best, why = by_runtime(scenario, arch, link_name, profiles[link_name])
+            else:
+                best, why = _within_budget(scenario, arch, link_name, profiles[link_name])
             echo(f"split for {arch} over {link_name}: {why}")
-            chosen.append((arch, link_name, best.split))
-    return dataclasses.replace(scenario, chosen_splits=tuple(chosen),
+            picked.append((arch, link_name, best))
+            chosen += [(arch, link_name, s) for s in dict.fromkeys([best, *fixed])
+                       if s in split_points(arch)]
+    return dataclasses.replace(scenario, chosen_splits=tuple(chosen), picked_splits=tuple(picked),
                                splits=tuple(dict.fromkeys(s for _, _, s in chosen)))
+
+
+def _within_budget(scenario: Scenario, arch: str, link_name: str, link) -> tuple[str, str]:
+    """The fastest split within selection.max_accuracy_drop (choose), and why."""
+    budget = scenario.selection.get("max_accuracy_drop")
+    cands = candidates_for(scenario, arch, link_name, link)
+    if not cands:
+        raise HarnessError(
+            f"model.split: auto: no split of {arch} has a cached accuracy-study result "
+            f"for every seed on this machine (exit head {scenario.model.exit_head}); "
+            f"run 'run_bench.py run scenarios/accuracy.yaml' first")
+    best, why = choose(cands, budget)
+    if best is None:
+        raise HarnessError(f"model.split: auto: {arch} over {link_name}: {why}")
+    return best.split, why

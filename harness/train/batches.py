@@ -14,17 +14,24 @@ import torch
 
 from harness.config import Case
 from harness.train.data import (DatasetSpec, ImageData, augment_generator, batch_order,
-                                load_dataset, preprocess)
+                                load_dataset, preprocess, take_subset)
 from harness.train.models import SplitModel, build_split_model
 
 
 def load_case_data(case: Case) -> tuple[ImageData, ImageData]:
-    """The case's training and test splits (seeded subsets when the scenario asks)."""
-    d = case.dataset
-    seed = case.training.seed
-    train = load_dataset(d.name, d.root, train=True, subset=d.subset, seed=seed)
-    test = load_dataset(d.name, d.root, train=False, subset=d.test_subset, seed=seed)
-    return train, test
+    """The case's training and test splits (seeded subsets when the scenario asks; generated
+    data of the dataset's shape when it has no root and `dataset.missing: shaped`)."""
+    return load_split(case, train=True), load_split(case, train=False)
+
+
+def load_split(case: Case, train: bool) -> ImageData:
+    """One split of the case's data (load_case_data)."""
+    d, seed = case.dataset, case.training.seed
+    subset = d.subset if train else d.test_subset
+    if d.root is None and d.missing == "shaped":
+        from harness.train.shaped import shaped_dataset
+        return take_subset(shaped_dataset(d.name, train, seed), subset, seed)
+    return load_dataset(d.name, d.root, train=train, subset=subset, seed=seed)
 
 
 def build_model(case: Case, spec: DatasetSpec) -> SplitModel:

@@ -92,13 +92,17 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, train: boo
         raise HarnessError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     loaders = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar10,
                "tiny_imagenet": _tiny_imagenet, "fake": _fake}
-    data = loaders[name](root, train, verify)
-    if subset is not None:
-        if subset <= 0:
-            raise HarnessError(f"dataset subset must be > 0, got {subset}")
-        keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:subset]
-        data = data.take(keep.sort().values)
-    return data
+    return take_subset(loaders[name](root, train, verify), subset, seed)
+
+
+def take_subset(data: ImageData, subset: int | None, seed: int) -> ImageData:
+    """`subset` samples of `data` chosen by a seeded permutation (all when None)."""
+    if subset is None:
+        return data
+    if subset <= 0:
+        raise HarnessError(f"dataset subset must be > 0, got {subset}")
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:subset]
+    return data.take(keep.sort().values)
 
 
 def _fashion_mnist(root, train: bool, verify: bool) -> ImageData:

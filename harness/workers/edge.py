@@ -21,9 +21,9 @@ import torch
 from harness.config import Case
 from harness.errors import HarnessError
 from harness.train import methods as m
-from harness.train.batches import (Augmenter, batches_per_epoch, build_model, total_steps,
-                                    train_batches)
-from harness.train.data import ImageData, load_dataset
+from harness.train.batches import (Augmenter, batches_per_epoch, build_model, load_split,
+                                    total_steps, train_batches)
+from harness.train.data import ImageData
 from harness.train.methods import optim_config
 from harness.workers.auth import add_secret_options, edge_handshake, load_secret, refuse_cli_secret, require_secret
 from harness.workers.checks import check_finite, check_info, check_tensors
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             secret = load_secret(args.secret_file)
             require_secret(secret, parse_address(args.connect)[0], args.no_auth, "connect to")
         torch.set_num_threads(case.compute.edge_threads)
-        d = case.dataset
-        data = load_dataset(d.name, d.root, train=True, subset=d.subset, seed=case.training.seed)
+        data = load_split(case, train=True)
         log = EventLog(args.case_dir / "edge.jsonl", "edge")
         edge = Edge(case, args.case_dir, data, log)
         join_cgroup(log)
