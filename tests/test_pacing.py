@@ -78,6 +78,25 @@ def test_totals_count_paced_steps_and_overruns(tmp_path):
     assert "paced_steps" not in totals(load_events(unpaced))
 
 
+def test_modelled_steps_are_counted_apart_from_paced_compute(tmp_path):
+    """A modelled step has no compute in its body: one that outlasts a near-zero modelled
+    time (an A100 finishing ResNet-18's last block) is the harness's bookkeeping, counted
+    and bounded on its own, never a paced step that ran at this machine's speed."""
+    from harness.run.progress import pace_text
+    log = EventLog(tmp_path / "cloud.jsonl", "cloud")
+    for step, (real, target, modelled) in enumerate(((0.0, 0.05, False), (0.0, 0.05, True),
+                                                     (0.002, 0.0, True))):
+        with log.span(COMPUTE, step, pace_s=target, **({"modelled": True} if modelled else {})):
+            time.sleep(real)
+    log.close()
+    t = totals(load_events(tmp_path))
+    assert (t["paced_steps"], t["pace_overruns"]) == (1, 0)
+    assert (t["modelled_steps"], t["modelled_overruns"]) == (2, 1)
+    assert 0.002 <= t["modelled_excess_max_s"] < 0.05
+    assert pace_text(t) == (f"; paced, 0 of 1 steps overran; 2 modelled steps (1 lasted up "
+                            f"to {1e3 * t['modelled_excess_max_s']:.2f} ms longer)")
+
+
 COSTS = Costs(edge_fwd_s=0.1, edge_bwd_s=0.2, head_s=0.03, cloud_s=0.4, full_edge_s=0.9,
               full_cloud_s=0.5)
 

@@ -187,3 +187,18 @@ def test_a_block_profile_timed_without_its_core_is_retimed_and_never_cached(tmp_
     prof = costs.load_or_measure("vgg16", 0.25, "fashion_mnist", 32, refresh=True)
     assert prof["cpu_share"] == 0.7 and "43% above an unshared core's" in capsys.readouterr().err
     assert json.loads(path.read_text())["cpu_share"] == 0.95       # the cached one stays
+
+
+def test_a_fresh_connections_stream_arrives_at_its_growing_windows_pace():
+    """Cloud-only over a 600 ms RTT at ~4.7 Mbit/s: the window doubles from 14,480 B each
+    round trip until it covers the 355 kB BDP, so the first five 51 kB uploads arrive over
+    about 2.8 s (measured 2.8-3.4 s on geo_lossy), not one slow-started message's 1.5 s; the
+    compute-bound cloud then takes them back to back (0.1445 s each)."""
+    link = LinkRates(up_Bps=591_760, down_Bps=2.4e6, d_up_s=0.3, d_down_s=0.3)
+    assert link.delivered_by_s(5 * 51_388) == pytest.approx(4 * 0.6 + (
+        5 * 51_388 - 14_480 * 15) / 591_760 + 0.3)
+    c = dataclasses.replace(C, full_cloud_s=0.1445)
+    total = predict("cloud", c, Sizes(0, 0, 51_388), link, n=100).total_s
+    assert total == pytest.approx(16.639, abs=0.001)
+    lone = 51_388 / 591_760 + 0.1445 + 0.3 + link.start_up_s(51_388) + 99 * 0.1445
+    assert total - lone == pytest.approx(0.60, abs=0.01)      # the old fill's shortfall

@@ -264,6 +264,8 @@ def figures(summary: pd.DataFrame, run_dir: str | Path, partial: bool = False):
               "bytes": fig_bytes, "predicted": fig_predicted}
     from harness.analysis.curveplot import extra_figures    # varying links, accuracy curves
     makers.update(extra_figures(summary, Path(run_dir)))
+    if summary.get("final_acc", pd.Series([0.0])).isna().all():   # none measured: no figure
+        del makers["accuracy_vs_time"]
     for name, make in makers.items():
         fig = make(summary)
         if partial:  # on the headline, before any explanatory lines

@@ -34,7 +34,8 @@ GROUP = ["arch", "split", "codec", "link", "rep"]
 NUMERIC = ["steps", "wall_s", *STAGES, "bytes_up_total", "bytes_down_total", "raw_bytes_to_cloud",
            "final_acc", "edge_exit_acc", "test_samples", "est_full_wall_s", "est_full_wall_ci_s",
            "fill_s", "interval_s", "interval_ci_s", "full_steps", "predicted_s", "predicted_full_s",
-           "predicted_device_full_s", "paced_steps", "pace_overruns"]
+           "predicted_device_full_s", "paced_steps", "pace_overruns", "modelled_steps",
+           "modelled_overruns", "modelled_excess_max_s"]
 Z95 = 1.959964
 
 
@@ -74,7 +75,8 @@ def _row(case_dir: Path, scenario: str) -> dict:
     totals_ = _read_json(case_dir / "totals.json") or {}
     row.update({k: totals_.get(k) for k in ("steps", "wall_s", *STAGES, "bytes_up_total",
                                             "bytes_down_total", "raw_bytes_to_cloud",
-                                            "paced_steps", "pace_overruns")})
+                                            "paced_steps", "pace_overruns", "modelled_steps",
+                                            "modelled_overruns", "modelled_excess_max_s")})
     accuracy = _read_json(case_dir / "accuracy.json") or {}
     row.update({k: accuracy.get(k) for k in ("final_acc", "edge_exit_acc", "acc_source",
                                              "test_samples")})

@@ -80,6 +80,12 @@ def run_notes(summary: pd.DataFrame) -> list[str]:
         lines.append(f"paced compute: {int(ok['pace_overruns'].sum())} of "
                      f"{int(ok['paced_steps'].sum())} steps overran their target (their real "
                      f"compute took longer; the step then lasted its real time)")
+    if "modelled_steps" in ok and ok["modelled_steps"].sum() > 0:
+        over = int(ok["modelled_overruns"].sum())
+        lines.append(f"modelled compute: {int(ok['modelled_steps'].sum())} steps waited their "
+                     f"modelled time" + (f"; {over} lasted longer, by at most "
+                     f"{1e3 * ok['modelled_excess_max_s'].max():.3f} ms (the harness's own "
+                     f"bookkeeping of a step, beyond a modelled step that short)" if over else ""))
     return lines + converged_notes(ok) + [
         "± is a 95% CI: runtime from the steady interval's batch means, gain from both "
         "runtimes (delta method), accuracy from the test-set size (Wilson)",

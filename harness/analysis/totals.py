@@ -153,13 +153,22 @@ def totals(df: pd.DataFrame) -> dict:
 
 def paced_totals(df: pd.DataFrame) -> dict:
     """Paced compute (harness.run.pacing): steps paced, how many overran their target (their
-    real compute took longer), and the real compute seconds per side. {} when not paced."""
+    real compute took longer), and the real compute seconds per side; modelled steps
+    (harness.workers.modelled: no compute, the wait is the step) apart, with how many lasted
+    longer than their modelled time and by how much at most. {} when not paced."""
     spans = df[df["event"] == COMPUTE]
     if "pace_s" not in spans or spans["pace_s"].isna().all():
         return {}
     paced = spans[spans["pace_s"].notna()]
-    out = {"paced_steps": int(len(paced)),
-           "pace_overruns": int(paced["overrun"].astype(bool).sum())}
+    modelled = paced["modelled"].eq(True) if "modelled" in paced else paced["pace_s"].isna()
+    real, waited = paced[~modelled], paced[modelled]
+    out = {"paced_steps": int(len(real)),
+           "pace_overruns": int(real["overrun"].astype(bool).sum())}
+    if len(waited):       # no compute in their body: an overrun is the harness's bookkeeping
+        over = waited[waited["overrun"].astype(bool)]
+        out.update(modelled_steps=int(len(waited)), modelled_overruns=int(len(over)),
+                   modelled_excess_max_s=float((over["busy_s"] - over["pace_s"]).max())
+                   if len(over) else 0.0)
     for role in ("edge", "cloud"):
         out[f"{role}_compute_busy_s"] = float(paced.loc[paced["role"] == role, "busy_s"].sum())
     return out

@@ -2,6 +2,7 @@
 
     python run_bench.py report results/quick/<run>/
     python run_bench.py report RUN_A RUN_B --out compare.html
+    python run_bench.py paper results/paper_regime/<run>/
 """
 from __future__ import annotations
 
@@ -36,4 +37,18 @@ def report(run_dir, run_b, out) -> None:
     click.echo(str(path))
 
 
-COMMANDS = (report,)
+@click.command("paper")
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+def paper(run_dir) -> None:
+    """The paper-regime table of a run (scenarios/paper_regime.yaml): hierarchical per model,
+    link and split, its baselines, its runtime change beside the paper's."""
+    from harness.analysis.paper import paper_notes, paper_table, picked_splits
+    from harness.cli.bench import _summary
+    summary, _ = _summary(run_dir)
+    table = paper_table(summary, picked_splits(Path(run_dir)))
+    click.echo(table.to_string(index=False))
+    for line in paper_notes(summary, Path(run_dir)):
+        click.echo(line)
+
+
+COMMANDS = (report, paper)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.catalog import ARCHS
+from harness.catalog import ARCHS, PAPER_CHANGE
 from harness.emulation.links import load_profile
 from harness.errors import HarnessError
-from harness.predict.splits import PAPER_GAINS, profiles_for, rank_splits
+from harness.predict.splits import profiles_for, rank_splits
 from harness.predict.targets import cores_needed, device_costs, host_gflops
 from harness.train.data import SPECS
 from harness.train.models import split_report
@@ -99,7 +99,7 @@ def _echo_paper(echo, table: pd.DataFrame) -> None:
         gain_vs_split=1 - best["hierarchical_s"] / best["split_s"],
         gain_vs_cloud=1 - best["hierarchical_s"] / best["cloud_s"],
         gain_vs_edge=1 - best["hierarchical_s"] / best["edge_s"],
-        paper_runtime_change=best["arch"].map(PAPER_GAINS))
+        paper_runtime_change=best["arch"].map(PAPER_CHANGE))
     cols = ["arch", "link", "codec", "split", "hierarchical_s", "split_s", "cloud_s", "edge_s",
             "gain_vs_split", "gain_vs_cloud", "gain_vs_edge", "paper_runtime_change"]
     echo(out[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))

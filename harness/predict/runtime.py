@@ -37,7 +37,7 @@ Assumptions (each one a term the emulation may show to be missing):
   An app-limited flow that sees its true RTT between messages refreshes the estimate and may
   skip the probe: the term is then slightly pessimistic, in proportion to transfer time only.
 - Still ignored: queueing delay behind one's own earlier messages beyond the rate term, BBR's
-  start-up and bandwidth-probing phases beyond the first message, retransmission timeouts (tail losses
+  bandwidth-probing phases, loss during a stream's start-up, retransmission timeouts (tail losses
   with nothing behind them), ACK loss, jitter, CPU contention between a worker and the
   kernel's network work, and Python overheads outside the profiled blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,

@@ -18,7 +18,6 @@ from harness.predict.runtime import (LinkRates, Prediction, costs_from_profile, 
                                      sizes_for)
 from harness.train.data import SPECS
 
-PAPER_GAINS = {"vgg16": -0.29, "resnet18": -0.61}   # runtime change vs baseline, CIFAR-10, 3G
 
 
 def profiles_for(arch: str, width: float, dataset: str, batch: int, edge_threads: int,

@@ -61,10 +61,17 @@ def steady_text(s: dict, k: float = 1.0) -> str:
 
 
 def pace_text(totals: dict) -> str:
-    """'; paced, 0 of 40 steps overran' for a paced case, else ''."""
-    if not totals.get("paced_steps"):
-        return ""
-    return f"; paced, {totals.get('pace_overruns', 0)} of {totals['paced_steps']} steps overran"
+    """'; paced, 0 of 40 steps overran' for a paced case, '; 40 modelled steps' where a
+    side is modelled, else ''."""
+    text = ""
+    if totals.get("paced_steps"):
+        text = f"; paced, {totals.get('pace_overruns', 0)} of {totals['paced_steps']} steps overran"
+    if totals.get("modelled_steps"):
+        text += f"; {totals['modelled_steps']} modelled steps"
+        if totals.get("modelled_overruns"):
+            text += (f" ({totals['modelled_overruns']} lasted up to "
+                     f"{1e3 * totals['modelled_excess_max_s']:.2f} ms longer)")
+    return text
 
 
 def acc_text(final_acc) -> str:

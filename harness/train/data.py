@@ -84,10 +84,8 @@ class ImageData:
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, *, train: bool = True,
                  subset: int | None = None, seed: int = 0, verify: bool = True) -> ImageData:
-    """Load one split of a dataset; `subset` keeps N samples chosen by a seeded permutation.
-
-    `verify=False` skips torchvision's md5 check of CIFAR-10 (for generated test files only).
-    """
+    """Load one split of a dataset; `subset` keeps N samples chosen by a seeded permutation;
+    `verify=False` skips torchvision's md5 check of CIFAR-10 (for generated test files only)."""
     if name not in DATASETS:
         raise HarnessError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
     loaders = {"fashion_mnist": _fashion_mnist, "cifar10": _cifar10,
@@ -97,12 +95,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, train: boo
 
 def take_subset(data: ImageData, subset: int | None, seed: int) -> ImageData:
     """`subset` samples of `data` chosen by a seeded permutation (all when None)."""
-    if subset is None:
-        return data
-    if subset <= 0:
+    if subset is not None and subset <= 0:
         raise HarnessError(f"dataset subset must be > 0, got {subset}")
-    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:subset]
-    return data.take(keep.sort().values)
+    keep = None if subset is None else torch.randperm(
+        len(data), generator=torch.Generator().manual_seed(seed))[:subset]
+    return data if keep is None else data.take(keep.sort().values)
 
 
 def _fashion_mnist(root, train: bool, verify: bool) -> ImageData:
