@@ -1,7 +1,7 @@
 """The separation point under an accuracy budget (`model.split: auto`): per model and link, the
 fastest split whose accuracy drop, measured by this machine's accuracy study, is within budget.
 
-    python run_bench.py run scenarios/quick_auto.yaml
+    python run_bench.py run scenarios/quick.yaml --set model.split=auto --set selection.by=runtime
 
 A candidate is a split point the study trained hierarchically with the benchmark's exit head,
 every seed cached under the current training code (harness.study.reuse); its drop is the
