@@ -69,8 +69,9 @@ def accuracy_keys(scenario) -> set[tuple]:
     (a modelled side trains nothing: harness.workers.modelled) or on generated data."""
     full = scenario.measure.timing_batches is None and not scenario.compute.modelled
     cases = scenario.cases()
-    return set() if full or (cases and not_measured(cases[0])) else {(c.model.arch, c.model.split, c.codec, c.method)
-                               for c in scenario.cases()}
+    if full or (cases and not_measured(cases[0])):
+        return set()
+    return {(c.model.arch, c.model.split, c.codec, c.method) for c in cases}
 
 
 def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
