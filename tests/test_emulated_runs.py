@@ -1,11 +1,9 @@
 """The whole harness inside Mininet (root): runs complete, CPU shares bite, weights do not
-depend on the link, and killed runs leave nothing behind and say why they failed."""
+depend on the link (killed runs: test_kill_matrix.py)."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -155,68 +153,6 @@ def test_final_weights_do_not_depend_on_the_link(tmp_path):
         a = torch.load(dirs[0] / f"{part}.pt", weights_only=True)
         b = torch.load(dirs[1] / f"{part}.pt", weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), f"{part} differs between 3g and 4g"
-
-
-def wait_for(predicate, timeout, proc=None):
-    """Poll until predicate() is truthy; fail at once, with its stderr, if `proc` ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before the moment "
-                                 f"waited for:\n{proc.stderr.read()}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
-
-
-def cloud_worker_pid(tmp_path):
-    """The cloud worker's pid from its start event (forked from the host's fork server, its
-    command line is the server's)."""
-    for path in (tmp_path / "results").glob("t/*/*/cloud.jsonl"):
-        for line in path.read_text().splitlines():
-            if '"start"' in line:
-                return json.loads(line)["pid"]
-    return None
-
-
-def cloud_computing(tmp_path):
-    files = list((tmp_path / "results").glob("t/*/*/cloud.jsonl"))
-    return files and files[0].read_text().count('"compute"') >= 2
-
-
-def test_sigkill_cloud_worker_mid_run(tmp_path):
-    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}),
-                     "--stop-on-failure")
-    try:
-        wait_for(lambda: cloud_computing(tmp_path), 200, proc)
-        os.kill(cloud_worker_pid(tmp_path), signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2
-    assert err.strip().splitlines()[-1].startswith("error: run stopped:")
-    state = json.loads((run_dir_of(tmp_path) / "run_status.json").read_text())
-    assert state["state"] == "partial" and "worker failed" in state["reason"], state
-    case = next(d for d in run_dir_of(tmp_path).iterdir() if (d / "status.json").exists())
-    assert json.loads((case / "status.json").read_text())["status"] == "failed"
-
-
-def test_sigint_harness_mid_run(tmp_path):
-    proc = start_run(tmp_path, scenario(tmp_path, **{"methods": ["split"], "training.max_batches": 40}))
-    try:
-        wait_for(lambda: cloud_computing(tmp_path), 200, proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 2, err
-    assert "interrupted" in err.strip().splitlines()[-1]
-    state = json.loads((run_dir_of(tmp_path) / "run_status.json").read_text())
-    assert state["state"] == "partial" and state["reason"] == "interrupted"
 
 
 def test_an_edge_device_is_calibrated_and_a_too_fast_cloud_device_refused(tmp_path):

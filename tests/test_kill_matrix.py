@@ -1,9 +1,11 @@
 """Kill each moving part of an emulated run (root): the failure is noticed within 5 s, names
 what died, and nothing is left behind (processes, veths, cgroups, iptables rules).
 
-Each row starts `run_bench.py run` on a one-case scenario over 3g, waits for the moment named
+Each row starts `run_bench.py run` on a one-case scenario over 4g, waits for the moment named
 in the row (training under way, or calibration's iperf3 running), sends the signal, and times
 how long until the case (or the run) records the failure. The table is printed at the end.
+Two rows also check how the run ends: a dead cloud worker under `--stop-on-failure` stops it
+(exit 2, "error: run stopped: ...", run partial), and SIGINT leaves it partial, "interrupted".
 """
 import json
 import os
@@ -25,7 +27,7 @@ DETECT_LIMIT_S = 5.0
 SCENARIO = {"name": "k", "dataset": {"name": "fashion_mnist", "subset": 1280, "test_subset": 200},
             "model": {"arch": "vgg16", "width": 0.25, "split": "conv7"},
             "training": {"batch_size": 32, "max_batches": 40, "seed": 0},
-            "methods": ["split"], "links": ["3g"],
+            "methods": ["split"], "links": ["4g"],
             "compute": {"edge_cores": 0.5, "cloud_cores": 1.0}, "measure": {"calibrate_seconds": 1}}
 TABLE = []
 
@@ -58,12 +60,12 @@ def _wait_for(predicate, timeout_s: float, poll_s: float = 0.05, proc=None):
     raise AssertionError(f"timed out after {timeout_s:g} s")
 
 
-def _start(tmp_path: Path) -> subprocess.Popen:
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
     path = tmp_path / "k.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     env = {**os.environ, "HIERBENCH_RESULTS": str(tmp_path / "results")}
     return subprocess.Popen([sys.executable, str(ROOT / "run_bench.py"), "run", str(path), "--quiet",
-                             "--no-plots"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             "--no-plots", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -125,6 +127,15 @@ ROWS = {
 }
 
 
+# rows whose run ends a known way: (extra arguments, exit code, what the last line of stderr
+# says, the run's state, words in its reason)
+ENDINGS = {"cloud worker": (("--stop-on-failure",), 2,
+                            lambda last: last.startswith("error: run stopped:"), "partial",
+                            "worker failed"),
+           "harness (SIGINT)": ((), 2, lambda last: "interrupted" in last, "partial",
+                                "interrupted")}
+
+
 def _in_cgroup(role: str) -> list[int]:
     """The worker of a host: forked from its fork server, so its command line is the server's;
     it is the one in the host's CPU cgroup with that command line (beside the host's shell)."""
@@ -146,7 +157,8 @@ def _daemon_by_queue(needles):
 @pytest.mark.parametrize("row", list(ROWS))
 def test_kill_matrix(row, tmp_path):
     when, needles, sig, failed, words = ROWS[row]
-    proc = _start(tmp_path)
+    extra, code, says, end_state, end_words = ENDINGS.get(row, ((), None, None, None, None))
+    proc = _start(tmp_path, *extra)
     try:
         if when == TRAINING:
             _wait_for(lambda: _training(tmp_path), 240, 0.2, proc)
@@ -170,6 +182,10 @@ def test_kill_matrix(row, tmp_path):
     assert "Traceback" not in err, err
     state = json.loads((_run_dir(tmp_path) / "run_status.json").read_text())
     assert state["state"] != "running"
+    if code is not None:
+        assert proc.returncode == code, err
+        assert says(err.strip().splitlines()[-1]), err
+        assert state["state"] == end_state and end_words in state["reason"], state
 
 
 def test_sigkill_of_the_harness_then_clean(tmp_path):

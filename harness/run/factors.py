@@ -10,8 +10,9 @@ same cores). So every emulated run times the hosts' training steps in compute pr
 (FACTOR_ROUNDS): both hosts at once (hierarchical), one host while the other idles (split
 learning's turns), and the whole network on one host (edge-only, cloud-only). Each round's
 measured / modelled ratio is a factor; each method's predictions are scaled by its round's
-factors (METHOD_ROUND). Once per run, on the first link's hosts, beside the compute
-calibration, in computecheck.json under `model_factors`.
+factors (METHOD_ROUND); a round no method of the scenario uses is not measured. Once per
+run, on the first link's hosts, beside the compute calibration, in computecheck.json under
+`model_factors`.
 """
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ def share_factors(link, scenario, setter) -> dict:
     """Per (model, split) and round of FACTOR_ROUNDS: each host's training step timed under
     its share (both hosts at once, or one while the other idles) over the runtime model's
     estimate, which scales a one-core cost linearly by threads / cores. The measured ratio
-    (`factor`) corrects the predictions of the methods that compute that way (METHOD_ROUND)."""
+    (`factor`) corrects the predictions of the methods that compute that way (METHOD_ROUND).
+    Only the rounds of the scenario's methods are measured."""
     from harness.predict.splits import role_steps
-    out = {}
+    out, used = {}, {METHOD_ROUND[m] for m in scenario.methods}
+    if scenario.compute.pace and "alone" in used:   # paced hosts own a core each: measured
+        used = (used - {"alone"}) | {"both at once"}  # at once is measured alone
     for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
         arch, split = case.model.arch, case.model.split
         if setter is not None:
@@ -51,8 +55,8 @@ def share_factors(link, scenario, setter) -> dict:
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():
-                if name == "alone" and scenario.compute.pace:
-                    continue      # paced hosts own a core each: an idle peer changes nothing
+                if name not in used:
+                    continue      # no method of this scenario computes this way
                 if name == "both at once":
                     for role, probe in probes.items():
                         probe.start_round(FACTOR_BATCHES, parts[role])
