@@ -56,17 +56,18 @@ def test_timing_window_stops_at_a_steady_interval_and_estimates_the_budget(tmp_p
     carries the steady-state estimate and CIs, and the gains use them; and the estimate holds
     against a run that trains the whole budget of the same case (paced compute, so both runs
     compute alike): within max(5%, the estimate's own 95% CI). Both runs calibrate their link
-    and complete both methods, split learning the slower."""
+    and complete both methods, split learning the slower. Devices this machine paces without
+    time dilation (a dilated run takes k times as long; dilation has its own test)."""
     import pandas as pd
     changes = {"links": ["4g"], "training.max_batches": None, "dataset.subset": 3200,
-               "compute.pace": True, "measure.timing_batches": 25, "measure.min_batches": 8,
+               "compute.pace": True, "compute.edge_cores": 0.25, "compute.cloud_cores": 0.5, "measure.timing_batches": 25, "measure.min_batches": 8,
                "measure.max_seconds": 20}
     proc = start_run(tmp_path, scenario(tmp_path, **changes))
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     run_dir = run_dir_of(tmp_path)
     link = json.loads((run_dir / "links" / "4g" / "linkcheck.json").read_text())
-    assert link["ok"] and link["emulation"]["delay"] in ("nfqueue", "netem")
+    assert link["dilation"] == 1 and link["ok"] and link["emulation"]["delay"] in ("nfqueue", "netem")
     for case_dir in (d for d in run_dir.iterdir() if (d / "case_info.json").exists()):
         info = json.loads((case_dir / "case_info.json").read_text())
         assert 8 <= info["measured_steps"] <= 25 and info["full_steps"] == 100
