@@ -11,9 +11,15 @@ Assumptions (each one a term the emulation may show to be missing):
   seconds: HTB shapes whole Ethernet frames, TCP carries 1448 payload bytes per 1514-byte
   frame, and each lost segment is sent again. Each message also pays the one-way delay once.
 - Loss also costs time where nothing overlaps it: a stop-and-wait message (split learning's
-  activations and gradients) with a lost segment completes about one round trip later (SACK
-  fast retransmit), so it pays (1 - (1 - loss)^segments) x RTT on average. Pipelined streams
-  (hierarchical, cloud-only) hide it behind the next messages.
+  activations and gradients) completes when its last lost segment has been sent again. A
+  segment sent at t (of the message's send time T) with three more behind it is found lost
+  when their SACKs return (RACK), about t + RTT + 3 segment times, and resent: the message
+  ends max(0, t + RTT + 3 gaps - T) later; a loss among the last three waits out RACK's
+  reordering window (t + 1.25 RTT) or, for the last segment, the tail loss probe (T + 2 RTT).
+  The expectation runs over the position of the last lost segment. So on a short path a loss
+  recovered while the rest of the message is still being sent costs nothing (4g_loss1's
+  262 kB activations: 0.40-0.47 s, 0.41 s without a loss), and on a long one it costs up to a
+  round trip. Pipelined streams (hierarchical, cloud-only) hide it behind the next messages.
 - A fresh TCP connection starts with a 10-segment window: the first message pays one round
   trip per doubling until the window covers min(message, bandwidth-delay product).
 - A fresh connection's pipelined stream (hierarchical, cloud-only) is carried at the rate its
@@ -30,6 +36,14 @@ Assumptions (each one a term the emulation may show to be missing):
   is paced at g x bw, so it takes max(b / rate, RTT / (g - 1)) whatever its size (measured,
   262 kB bursts over a 600 ms RTT at 20 Mbit/s: BBR's estimate 2.27 Mbit/s against 2.29 from
   this, paced at 6.48, each burst 0.316 s against 0.318; the link alone would take 0.11 s).
+  On a lossy direction BBR leaves STARTUP within a few messages: a retransmission goes out
+  after the message's first acknowledgement, so its rate sample is not app-limited, and it
+  counts what was delivered in its round trip, at most b / RTT; three rounds without growth
+  end STARTUP. In PROBE_BW a flow restarting from idle is paced at its estimate, about
+  b / RTT, so a message takes at least one round trip, max(b / rate, RTT) (measured over
+  geo_lossy's 600 ms RTT: 262 kB gradients 0.63 s without a loss from the tenth batch on,
+  not STARTUP's 0.32 s; ss: estimate 2.95-3.12 Mbit/s against b / RTT = 3.5). The first
+  messages, before STARTUP ends, are taken at the same pace.
   Under cubic/reno, split learning's idle gaps reset the window each batch: not modelled.
 - BBR's PROBE_RTT: a flow whose minimum-RTT estimate is 10 s old holds 4 packets in flight
   for 200 ms plus a round trip. Every transfer time is stretched by 1 + (0.2 s + RTT) / 10 s
@@ -37,8 +51,8 @@ Assumptions (each one a term the emulation may show to be missing):
   An app-limited flow that sees its true RTT between messages refreshes the estimate and may
   skip the probe: the term is then slightly pessimistic, in proportion to transfer time only.
 - Still ignored: queueing delay behind one's own earlier messages beyond the rate term, BBR's
-  bandwidth-probing phases, loss during a stream's start-up, retransmission timeouts (tail losses
-  with nothing behind them), ACK loss, jitter, CPU contention between a worker and the
+  bandwidth-probing phases, loss during a stream's start-up, retransmission timeouts, a lost
+  retransmission, ACK loss, jitter, CPU contention between a worker and the
   kernel's network work, and Python overheads outside the profiled blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,
   batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c); without
@@ -60,6 +74,9 @@ FRAME_OVERHEAD_B = 28 + 160       # wire header + typical JSON meta, bytes per m
 BBR_PROBE_RTT_S = 0.2             # BBR's PROBE_RTT lasts this long (and at least one RTT) ...
 BBR_MIN_RTT_WINDOW_S = 10.0       # ... once its min-RTT estimate is this old
 BBR_STARTUP_GAIN = 2 / math.log(2)  # BBR's STARTUP pacing gain (Linux: 2885/1000)
+DUPTHRESH = 3                     # SACKed segments behind a hole that mark it lost at once
+RACK_REORDER_RTTS = 0.25          # RACK's reordering window with fewer behind it (min_rtt / 4)
+TLP_RTTS = 2.0                    # the tail loss probe fires 2 SRTT after the last segment
 LABEL_B = 8                       # int64 label per sample
 CODEC_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 
@@ -126,18 +143,28 @@ class LinkRates:
             sent, t, window = sent + window, t + self.rtt_s, window * 2
         return t + (total_b - sent) / self.up_Bps * self.stretch + self.d_up_s
 
-    def message_s(self, message_b: float, rate_Bps: float) -> float:
+    def message_s(self, message_b: float, rate_Bps: float, loss: float = 0.0) -> float:
         """Seconds a stop-and-wait message spends being sent: its size at the rate, stretched
-        for PROBE_RTT, or under BBR at least the paced time after idle (module docstring)."""
+        for PROBE_RTT, or under BBR at least the paced time after idle: RTT / (g - 1) while
+        STARTUP lasts, one round trip once a lossy direction has ended it (module docstring)."""
         t = message_b / rate_Bps * self.stretch
-        return max(t, self.rtt_s / (BBR_STARTUP_GAIN - 1)) if self.bbr else t
+        if not self.bbr:
+            return t
+        return max(t, self.rtt_s if loss > 0 else self.rtt_s / (BBR_STARTUP_GAIN - 1))
 
-    def recovery_s(self, message_b: float, loss: float) -> float:
-        """Expected extra seconds a stop-and-wait message spends recovering a lost segment."""
+    def recovery_s(self, message_b: float, loss: float, send_s: float) -> float:
+        """Expected extra seconds a stop-and-wait message sent over `send_s` spends waiting for
+        its last lost segment to be found and sent again (module docstring)."""
         if loss <= 0:
             return 0.0
-        segments = math.ceil(message_b / MSS_B)
-        return (1 - (1 - loss) ** segments) * self.rtt_s
+        n = max(1, math.ceil(message_b / MSS_B))
+        gap, rtt, extra = send_s / n, self.rtt_s, 0.0
+        for j in range(n):                  # j: the last segment lost
+            sent = j * gap
+            found = (sent + rtt + DUPTHRESH * gap if j < n - DUPTHRESH else
+                     sent + (1 + RACK_REORDER_RTTS) * rtt if j < n - 1 else send_s + TLP_RTTS * rtt)
+            extra += loss * (1 - loss) ** (n - 1 - j) * max(0.0, found - send_s)
+        return extra
 
     @classmethod
     def from_profile(cls, p, bbr: bool = True) -> "LinkRates":
@@ -233,8 +260,10 @@ def _hierarchical(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> P
 
 def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Prediction:
     total_n = n * epochs
-    up = link.message_s(s.act_b, link.up_Bps) + link.recovery_s(s.act_b, link.loss_up)
-    down = link.message_s(s.grad_b, link.down_Bps) + link.recovery_s(s.grad_b, link.loss_down)
+    up = link.message_s(s.act_b, link.up_Bps, link.loss_up)
+    up += link.recovery_s(s.act_b, link.loss_up, up)
+    down = link.message_s(s.grad_b, link.down_Bps, link.loss_down)
+    down += link.recovery_s(s.grad_b, link.loss_down, down)
     t_e = c.edge_fwd_s + c.edge_bwd_s
     per = t_e + up + link.d_up_s + c.cloud_s + down + link.d_down_s
     parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,

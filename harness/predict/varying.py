@@ -91,7 +91,7 @@ def split_timeline(link: LinkProfile, c: Costs, s: Sizes, rates: LinkRates, n: i
             took = finish_s(links[d], t, payload_b / (WIRE_EFFICIENCY * (1 - loss))) - t
         else:
             took = payload_b / (rates.up_Bps if d == "up" else rates.down_Bps)
-        return took * rates.stretch + rates.recovery_s(payload_b, loss)
+        return took * rates.stretch + rates.recovery_s(payload_b, loss, took * rates.stretch)
 
     t_e = c.edge_fwd_s + c.edge_bwd_s
     t = rates.start_up_s(s.act_b)
