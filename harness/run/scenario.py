@@ -153,8 +153,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
 
 
 def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> None:
-    """Per link profile with cases to run: one topology, its compute checked and its link
-    calibrated first, its cases inside."""
+    """Per link profile with cases to run: one topology, calibrated first, its cases inside."""
     from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
     from harness.run.computecheck import check_compute
     scenario, opts = run.scenario, run.opts
@@ -172,18 +171,16 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
         profile = dilate_profile(profiles[link_name], k)  # as set up; predictions use it too
         with emulated_link(profile, scenario.compute, allow_no_delay=opts.allow_no_delay,
                            tcp_cc=scenario.tcp_cc) as link:
-            link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
-            # the compute check first: seconds, where a link's calibration takes up to a
-            # minute, and a device this machine cannot hold is refused before it
-            shares = check_compute(link, scenario, link_dir, opts, run.compute)
             check = calibrate(link, profile, scenario.tolerances,
                               scenario.measure.calibrate_seconds)
             check["measured_at"] = "topology start, before its cases"
             check["dilation"], run.tcp_cc = k, link.emulation["tcp_cc"]
+            link_dir = rundir.link_dir(run.run_dir, link_name)   # once: it moves an old check
             write_linkcheck(link_dir, check)
             if not opts.quiet:
                 opts.echo(summary_line(check) + link_label(k))
             require_ok(check)
+            shares = check_compute(link, scenario, link_dir, opts, run.compute)
             with contextlib.closing(MininetLauncher(link)) as launcher:   # its fork servers
                 _run_cases(run, cases, launcher, check, profile, shares)
 
