@@ -128,12 +128,14 @@ def test_loss_slows_the_rate_and_stop_and_wait_pays_recovery():
 
 
 def test_stop_and_wait_messages_on_lossy_links_match_their_measured_times():
-    """Split learning's 262 kB messages, means over the runs (2026-12-07): 4g_loss1's
-    activations 0.415 s (9 messages; 0.41 s without a loss: losses recover under the rest of
-    the message), geo_lossy's 1.265 s (90 messages, a whole budget: paced at one round trip
-    once losses ended BBR's STARTUP, plus recovery) -- each within 5%. geo_lossy's gradients
-    took 1.294 s, 12% of them two round trips longer than the rest: the model (1.12 s) leaves
-    that out (README)."""
+    """Split learning's 262 kB activations, measured means (2026-12-07): 4g_loss1 0.415 s and
+    0.419 s in two runs of 9 messages (0.41 s without a loss: losses recover under the rest of
+    the message); geo_lossy 1.265 s over a whole budget (90 messages after the tenth: paced at
+    one round trip once losses ended BBR's STARTUP, plus recovery), and in 12 windows of 14-36
+    messages a median of 1.25 s (1.17-1.44 s). The model gives 0.429 s and 1.240 s: within 5%
+    of the first figures. geo_lossy's gradients took 1.26 s over the whole budget, 12% of them
+    two round trips longer than the rest, against 1.12 s modelled (windows: median 1.11 s,
+    0.85-1.29 s): left out (README). The test computes the model only: no CPU enters it."""
     from harness.emulation.links import load_profile
     for name, measured in (("4g_loss1", 0.415), ("geo_lossy", 1.265)):
         link = LinkRates.from_profile(load_profile(name))
