@@ -7,59 +7,57 @@ Assumptions (each one a term the emulation may show to be missing):
   (plus preprocessing where the raw data is, and the exit head on the hierarchical edge), and
   is the same for every batch. A worker limited to `cores` (< its thread count) runs
   threads/cores times slower (CFS quota); workers do not contend beyond their quotas.
-- A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514 x (1 - loss))
-  seconds: HTB shapes whole Ethernet frames, TCP carries 1448 payload bytes per 1514-byte
-  frame, and each lost segment is sent again. Each message also pays the one-way delay once.
-- Loss also costs time where nothing overlaps it: a stop-and-wait message (split learning's
-  activations and gradients) completes when its last lost segment has been sent again. A
-  segment sent at t (of the message's send time T) with three more behind it is found lost
-  when their SACKs return (RACK), about t + RTT + 3 segment times, and resent: the message
-  ends max(0, t + RTT + 3 gaps - T) later; a loss among the last three waits out RACK's
-  reordering window (t + 1.25 RTT) or, for the last segment, the tail loss probe (T + 2 RTT).
-  The expectation runs over the position of the last lost segment. So on a short path a loss
-  recovered while the rest of the message is still being sent costs nothing (4g_loss1's
-  262 kB activations: 0.40-0.47 s, 0.41 s without a loss), and on a long one it costs up to a
-  round trip. Pipelined streams (hierarchical, cloud-only) hide it behind the next messages.
+- A transfer of b payload bytes takes (b + framing) / (rate x 1448/1514 x (1 - loss)) s (HTB
+  shapes 1514-byte frames carrying 1448 payload bytes; each lost segment is sent again) and
+  pays the one-way delay once.
+- Loss also costs time where nothing overlaps it: a stop-and-wait message (split learning)
+  completes when its last lost segment has been sent again. A segment sent at t (of the
+  message's send time T) with three more behind it is found lost when their SACKs return
+  (RACK), about t + RTT + 3 segment times, and resent: the message ends that much after T,
+  if later; a loss among the last three waits out RACK's reordering window (t + 1.25 RTT),
+  the last segment the tail loss probe (T + 2 RTT). The expectation runs over the position
+  of the last lost segment: on a short path a loss found while the rest is still being sent
+  costs nothing (4g_loss1's 262 kB activations: 0.40-0.47 s, 0.41 s without a loss), on a
+  long one up to a round trip. Streams hide it.
 - A fresh TCP connection starts with a 10-segment window: the first message pays one round
   trip per doubling until the window covers min(message, bandwidth-delay product).
 - A fresh connection's pipelined stream (hierarchical, cloud-only) is carried at the rate its
   window allows while it grows: the window doubles each round trip from 10 segments until it
   covers the bandwidth-delay product, so batch k arrives when that curve has delivered k + 1
-  messages (never before it was made and sent at the link's rate); the cloud takes them in
-  order. (Measured on a 600 ms RTT at 5 Mbit/s: the first five 51 kB uploads took 2.8-3.4 s,
-  not the 1.5 s a single slow-started message explains.)
-- Restart after idle, BBR (this kernel's default): Linux does not apply
-  tcp_slow_start_after_idle to BBR. A stop-and-wait message (split learning, both ways) is
-  sent after its flow fell idle, and every rate sample of such a flow is app-limited, so BBR
-  never leaves STARTUP (pacing gain g = 2/ln 2) and its bandwidth estimate settles where a
-  message's sample, b / (RTT + b / (g x bw)), equals bw: bw = b (1 - 1/g) / RTT. The message
-  is paced at g x bw, so it takes max(b / rate, RTT / (g - 1)) whatever its size (measured,
-  262 kB bursts over a 600 ms RTT at 20 Mbit/s: BBR's estimate 2.27 Mbit/s against 2.29 from
-  this, paced at 6.48, each burst 0.316 s against 0.318; the link alone would take 0.11 s).
-  On a lossy direction BBR leaves STARTUP within a few messages: a retransmission goes out
-  after the message's first acknowledgement, so its rate sample is not app-limited, and it
-  counts what was delivered in its round trip, at most b / RTT; three rounds without growth
-  end STARTUP. In PROBE_BW a flow restarting from idle is paced at its estimate, about
-  b / RTT, so a message takes at least one round trip, max(b / rate, RTT) (measured over
-  geo_lossy's 600 ms RTT: 262 kB gradients 0.63 s without a loss from the tenth batch on,
-  not STARTUP's 0.32 s; ss: estimate 2.95-3.12 Mbit/s against b / RTT = 3.5). The first
-  messages, before STARTUP ends, are taken at the same pace.
+  messages (never before it was made and sent at the link's rate), taken in order (600 ms
+  RTT, 5 Mbit/s: the first five 51 kB uploads took 2.8-3.4 s, not one message's 1.5 s). A
+  start-up round with a lost segment costs a round trip more (resent a round trip later, what
+  is behind it waits, BBR in recovery holds the window a round): 1 - (1 - p)^segments round
+  trips per round in expectation (geo_lossy, 13 hierarchical and 15 cloud-only repetitions:
+  median error -4.1% and -8.1% without the term, -2.8% and -3.4% with).
+- Restart after idle, BBR (this kernel's default; tcp_slow_start_after_idle does not apply):
+  a stop-and-wait message (split learning, both ways) follows an idle gap and every rate
+  sample of its flow is app-limited, so BBR never leaves STARTUP (pacing gain g = 2/ln 2)
+  and its bandwidth estimate settles where a message's sample, b / (RTT + b / (g x bw)),
+  equals bw: bw = b (1 - 1/g) / RTT. Paced at g x bw, a message takes
+  max(b / rate, RTT / (g - 1)) (262 kB bursts, 600 ms RTT, 20 Mbit/s: estimate 2.27 Mbit/s,
+  2.29 from this; 0.316 s each, 0.318). On a lossy direction BBR leaves STARTUP within a few
+  messages: a retransmission follows the message's first acknowledgement, so its rate sample
+  is not app-limited and counts what its round trip delivered, at most b / RTT; three rounds
+  without growth end STARTUP. In PROBE_BW a flow restarting from idle is paced at that
+  estimate, so a message takes max(b / rate, RTT) (geo_lossy: 262 kB gradients 0.63 s
+  without a loss from the tenth on, not 0.32 s; ss: estimate 2.95-3.12 Mbit/s, b / RTT =
+  3.5); the first messages, before STARTUP ends, at that pace too.
   Under cubic/reno, split learning's idle gaps reset the window each batch: not modelled.
 - BBR's PROBE_RTT: a flow whose minimum-RTT estimate is 10 s old holds 4 packets in flight
   for 200 ms plus a round trip. Every transfer time is stretched by 1 + (0.2 s + RTT) / 10 s
   (measured on a busy flow: 0.31 s lost per 10 s on 3g, 0.26 s on 4g; modelled 0.35, 0.26).
-  An app-limited flow that sees its true RTT between messages refreshes the estimate and may
-  skip the probe: the term is then slightly pessimistic, in proportion to transfer time only.
-- Still ignored: queueing delay behind one's own earlier messages beyond the rate term, BBR's
-  bandwidth-probing phases, loss during a stream's start-up, retransmission timeouts, a lost
-  retransmission, ACK loss, jitter, CPU contention between a worker and the
-  kernel's network work, and Python overheads outside the profiled blocks.
+  An app-limited flow that sees its true RTT between messages may skip the probe: the term
+  is then slightly pessimistic, in proportion to transfer time only.
+- Still ignored: queueing behind one's own earlier messages beyond the rate term, BBR's
+  bandwidth probing, a stream's head-of-line waits after start-up (a loss found a round trip
+  late stalls a consumer with less backlog), retransmission timeouts, a lost retransmission,
+  ACK loss, jitter, contention with the kernel's network work, Python outside the blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,
-  batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c); without
-  start-up: fill + (N-1) x max(...), fill = t_e + s_a/R_up + d_up + t_c.
-- split: strictly sequential: N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
-- cloud: upload pipelined with cloud compute, as hierarchical with nothing to make, later
-  epochs from the cloud's cache: N x t_F_cloud each. edge: N x t_F_edge.
+  batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c).
+- split: sequential, N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
+  cloud: upload pipelined with cloud compute (hierarchical with nothing to make), later
+  epochs from its cache, N x t_F_cloud each. edge: N x t_F_edge.
 Times are seconds, sizes bytes, rates bytes/s. No torch here: profiles are plain dicts.
 """
 from __future__ import annotations
@@ -137,11 +135,13 @@ class LinkRates:
     def delivered_by_s(self, total_b: float) -> float:
         """Seconds from a fresh connection's first send until `total_b` bytes have arrived:
         the window doubles each round trip from INITIAL_WINDOW_B until it covers the
-        bandwidth-delay product, then the link's rate carries the rest."""
+        bandwidth-delay product, a round with a lost segment taking one more (in expectation:
+        P(a loss among its segments), module docstring), then the link's rate carries the rest."""
         bdp, sent, t, window = self.up_Bps * self.rtt_s, 0.0, 0.0, INITIAL_WINDOW_B
         while window < bdp and sent + window < total_b:
-            sent, t, window = sent + window, t + self.rtt_s, window * 2
-        return t + (total_b - sent) / self.up_Bps * self.stretch + self.d_up_s
+            again = 1 - (1 - self.loss_up) ** (window / MSS_B)
+            sent, t, window = sent + window * (1 + again), t + self.rtt_s * (1 + again), window * 2
+        return t + max(0.0, total_b - sent) / self.up_Bps * self.stretch + self.d_up_s
 
     def message_s(self, message_b: float, rate_Bps: float, loss: float = 0.0) -> float:
         """Seconds a stop-and-wait message spends being sent: its size at the rate, stretched
