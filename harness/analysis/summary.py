@@ -83,9 +83,8 @@ def _row(case_dir: Path, scenario: str) -> dict:
     converged = accuracy.get("converged") or {}     # harness.study.reuse: across seeds
     row.update({f"conv_{k}": converged.get(k) for k in CONVERGED})
     row.update(_estimate(row, info))
-    if info.get("reused_from"):
-        row["runtime_source"] += ("; edge-only measured once per model, on the first link "
-                                  "(it sends nothing over the link)")
+    if info.get("reused_from"):       # harness.run.reuse: why, and where from
+        row["runtime_source"] += f"; {info.get('reused_why', 'reused')}, in {info['reused_from']}"
     if row.get("paced_steps"):
         row["runtime_source"] += "; compute paced to the runtime model's step times"
     row.update(compute_sources(case))

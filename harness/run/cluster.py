@@ -10,7 +10,7 @@ that link: a method comparison never spans two nodes): on its node it builds the
 calibrates the link and the compute, runs the cases in a scratch run directory and ships
 the files back; the head writes them where a local run would have, with `node.json` (the
 node's host, CPU and Ray id) in each case. The accuracy pass runs on the head first; each
-node measures edge-only itself (the reuse across links stays within a node). A task whose
+node measures edge-only and cloud-only itself (harness.run.reuse stays within a node). A task whose
 worker process dies is retried once by Ray (`max_retries=1`) on any node with the resource
 free; the retry's topology start removes the dead one's Mininet leftovers first. A task that
 fails (twice, or with an error) fails its cases with the reason; the sweep goes on.

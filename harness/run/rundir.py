@@ -259,29 +259,3 @@ def _first_difference(a, b, where: str = "") -> str:
             if a.get(key, ...) != b.get(key, ...):
                 return _first_difference(a.get(key), b.get(key), f"{where}.{key}".lstrip("."))
     return f"{where or 'top level'} (saved {a!r}, given {b!r})"
-
-
-# What an edge-only case leaves that describes its measurement; it never touches the link.
-EDGE_ONLY_FILES = ("edge.jsonl", "edge.log", "STOP", "totals.json", "accuracy.json",
-                   "edge_part.pt", "cloud_part.pt")
-
-
-def reuse_edge_only(source: Path, case_dir: Path, case: Case) -> dict:
-    """An edge-only case on a later link, filled from its measurement on an earlier link:
-    edge-only trains the whole network on the edge host and sends nothing, so its run would
-    repeat the same measurement (paced: the same to the millisecond). case_info.json says
-    where it came from; returns the totals."""
-    import shutil
-    case_dir.mkdir(parents=True, exist_ok=False)
-    for name in EDGE_ONLY_FILES:
-        if (source / name).exists():
-            shutil.copy2(source / name, case_dir / name)
-    recorded = _json(source / "case.json")
-    write_json(case_dir / "case.json", {**recorded, "link": case.link}, indent=2)
-    info = _json(source / "case_info.json")
-    write_json(case_dir / "case_info.json",
-               {**info, "reused_from": source.name,
-                "reused_why": "edge-only sends nothing over the link: measured once per "
-                              "model, split and repetition, on the first link"})
-    write_json(case_dir / "status.json", {"status": "ok", "reason": ""})
-    return _json(case_dir / "totals.json")

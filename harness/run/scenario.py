@@ -30,6 +30,7 @@ from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.pacing import paced
 from harness.run import rundir
 from harness.run.progress import Progress, acc_text, pace_text, steady_text
+from harness.run.reuse import REASONS, reuse_case, reuse_key
 from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
 from harness.run.virtual import resolve_dilation
@@ -105,7 +106,7 @@ class Run:
     progress: Progress | None = None  # made per sweep: it counts the cases left to run
     accuracy: dict | None = None      # (arch, split, codec, method) -> accuracy pass result
     compute: dict = dataclasses.field(default_factory=dict)   # computecheck's, once per run
-    edge_only: dict = dataclasses.field(default_factory=dict)  # (arch, split, codec, rep) -> dir
+    measured: dict = dataclasses.field(default_factory=dict)   # reuse_key -> its case directory
     tcp_cc: str = "bbr"               # the congestion control the link's workers use
 
 
@@ -190,18 +191,20 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
     """Cases and repetitions on one link, in plan order; a failed case is recorded and the
     sweep goes on (unless --stop-on-failure). `shares(case)` sets calibrated CPU shares."""
     for name, case, rep in cases:
-        case_dir, key = run.run_dir / name, (case.model.arch, case.model.split, case.codec, rep)
+        case_dir, key = run.run_dir / name, reuse_key(case, rep)
         try:
-            if case.method == "edge" and key in run.edge_only:     # it sends nothing: reuse
-                rundir.reuse_edge_only(run.edge_only[key], case_dir, case)
-                run.progress.finish(f"{case.label} rep {rep}: edge-only sends nothing over the "
-                                    f"link: measured once, in {run.edge_only[key].name}")
+            if key in run.measured:          # the same measurement made by an earlier case
+                acc = not_measured(case) or (run.accuracy or {}).get(
+                    (case.model.arch, case.model.split, case.codec, case.method))
+                reuse_case(run.measured[key], case_dir, case, acc)
+                run.progress.finish(f"{case.label} rep {rep}: {REASONS[case.method]}, in "
+                                    f"{run.measured[key].name}")
                 continue
             if shares is not None:
                 shares(case)
             run_one(run, case, case_dir, launcher, rep, link_profile)
-            if case.method == "edge" and check is not None:
-                run.edge_only[key] = case_dir
+            if key is not None and check is not None:
+                run.measured[key] = case_dir
         except HarnessError as exc:
             if case_dir.is_dir():     # run_case wrote why; a failure after it must say so too
                 write_status(case_dir, "failed", str(exc))
