@@ -90,3 +90,22 @@ def test_probe_serves_each_part_and_refuses_a_bad_request():
     assert len(answers[0]["per_batch_s"]) == 2 and answers[2]["median_s"] > 0
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: probe: expected")
     assert "'measure 1 head'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_only_the_hosts_a_method_computes_on_are_probed():
+    """A run's compute probes time what its methods compute: edge-only the edge's whole network,
+    cloud-only the cloud's (a scenario without cloud-only must not be refused over a cloud
+    whole-network step it never takes); paced split learning's turns are measured at once."""
+    from harness.config import parse_scenario
+    from harness.run.factors import needed_rounds
+
+    def rounds(methods, pace):
+        return needed_rounds(parse_scenario({"name": "n", "methods": methods,
+                                             "compute": {"pace": pace}}))
+    both = {"edge", "cloud"}
+    assert rounds(["hierarchical", "edge"], True) == {"both at once": both,
+                                                      "whole network alone": {"edge"}}
+    assert rounds(["cloud"], False) == {"whole network alone": {"cloud"}}
+    assert rounds(["edge", "cloud"], False) == {"whole network alone": both}
+    assert rounds(["split"], False) == {"alone": both}
+    assert rounds(["split"], True) == {"both at once": both}

@@ -176,6 +176,7 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
             if not opts.quiet:
                 for line in pace_lines(result["model_factors"]):
                     opts.echo(line + real)
+            write_json(link_dir / "computecheck.json", result, indent=2)   # kept if refused
             require_paceable(result["model_factors"])
         elif not opts.quiet:
             for line in factor_lines(result["model_factors"]):

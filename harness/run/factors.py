@@ -30,6 +30,20 @@ FACTOR_ROUNDS = {"both at once": {"edge": "edge", "cloud": "cloud"},
                  "whole network alone": {"edge": "full", "cloud": "full"}}
 METHOD_ROUND = {"hierarchical": "both at once", "split": "alone", "edge": "whole network alone",
                 "cloud": "whole network alone"}
+METHOD_ROLES = {"edge": ("edge",), "cloud": ("cloud",)}     # the others compute on both hosts
+
+
+def needed_rounds(scenario) -> dict[str, set]:
+    """The rounds the scenario's methods compute in, each with the hosts that compute in it
+    (edge-only: the edge's whole network; cloud-only: the cloud's). Paced hosts own a core
+    each, so split learning's "alone" is measured in "both at once"."""
+    needed: dict[str, set] = {}
+    for method in scenario.methods:
+        name = METHOD_ROUND[method]
+        if scenario.compute.pace and name == "alone":
+            name = "both at once"
+        needed.setdefault(name, set()).update(METHOD_ROLES.get(method, ("edge", "cloud")))
+    return needed
 
 
 def share_factors(link, scenario, setter) -> dict:
@@ -37,11 +51,9 @@ def share_factors(link, scenario, setter) -> dict:
     its share (both hosts at once, or one while the other idles) over the runtime model's
     estimate, which scales a one-core cost linearly by threads / cores. The measured ratio
     (`factor`) corrects the predictions of the methods that compute that way (METHOD_ROUND).
-    Only the rounds of the scenario's methods are measured."""
+    Only the rounds and hosts the scenario's methods compute with are measured."""
     from harness.predict.splits import role_steps
-    out, used = {}, {METHOD_ROUND[m] for m in scenario.methods}
-    if scenario.compute.pace and "alone" in used:   # paced hosts own a core each: measured
-        used = (used - {"alone"}) | {"both at once"}  # at once is measured alone
+    out, needed = {}, needed_rounds(scenario)
     for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
         arch, split = case.model.arch, case.model.split
         if setter is not None:
@@ -50,24 +62,25 @@ def share_factors(link, scenario, setter) -> dict:
         probes, rounds = {}, {}
         try:
             for role in ("edge", "cloud"):
-                if role in scenario.compute.modelled:
-                    continue      # no real step: it waits its modelled time (workers.modelled)
+                if role in scenario.compute.modelled or not any(role in r for r in needed.values()):
+                    continue      # modelled (no real step: workers.modelled) or never computes
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():
-                if name not in used:
+                hosts = {r: p for r, p in probes.items() if r in needed.get(name, ())}
+                if not hosts:
                     continue      # no method of this scenario computes this way
                 if name == "both at once":
-                    for role, probe in probes.items():
+                    for role, probe in hosts.items():
                         probe.start_round(FACTOR_BATCHES, parts[role])
-                    measured = {role: probe.result() for role, probe in probes.items()}
+                    measured = {role: probe.result() for role, probe in hosts.items()}
                 else:
                     measured = {role: probe.measure(FACTOR_BATCHES, parts[role])
-                                for role, probe in probes.items()}
+                                for role, probe in hosts.items()}
                 rounds[name] = {role: {"part": parts[role], "measured_s": measured[role],
                                        "model_s": model[(role, parts[role])],
                                        "factor": measured[role] / model[(role, parts[role])]}
-                                for role in probes}
+                                for role in hosts}
         finally:
             for probe in probes.values():
                 probe.close()
