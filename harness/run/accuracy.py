@@ -49,6 +49,11 @@ def train_once(case_raw: dict, threads: int, curve_every: int = 0) -> dict:
             "train_wall_s": result.wall_s, "curve": result.curve, "curve_every": curve_every}
 
 
+def accuracy_key(case: Case) -> tuple:
+    """What the accuracy pass keys its results by: (arch, split, codec, method)."""
+    return case.model.arch, case.model.split, case.codec, case.method
+
+
 def _one_process(case: Case) -> bool:
     return case.codec == "fp32" and case.compute.edge_threads == case.compute.cloud_threads
 
@@ -71,7 +76,7 @@ def accuracy_keys(scenario) -> set[tuple]:
     cases = scenario.cases()
     if full or (cases and not_measured(cases[0])):
         return set()
-    return {(c.model.arch, c.model.split, c.codec, c.method) for c in cases}
+    return {accuracy_key(c) for c in cases}
 
 
 def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
@@ -81,8 +86,7 @@ def accuracy_pass(cases: list[Case], run_dir: Path, train, test, progress,
     `curve_every` batches); two-process ones only the end point, and say so."""
     keys = {}
     for case in cases:
-        keys.setdefault((case.model.arch, case.model.split, case.codec, case.method),
-                        dataclasses.replace(case, link=None))
+        keys.setdefault(accuracy_key(case), dataclasses.replace(case, link=None))
     groups: dict[tuple, Case] = {}
     for key, case in keys.items():
         if _one_process(case):

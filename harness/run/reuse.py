@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from harness.config import Case
-from harness.files import write_json
+from harness.files import read_json as _json, write_json
 from harness.run.twohosts import PART_FILES
 
 # What a method's timing does not depend on: (case fields, model fields).
@@ -44,10 +44,6 @@ def reuse_key(case: Case, rep: int) -> str | None:
         d.pop(name, None)
     d["model"] = {k: v for k, v in d["model"].items() if k not in model_fields}
     return json.dumps([d, rep], sort_keys=True)
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def reuse_case(source: Path, case_dir: Path, case: Case, accuracy: dict | None = None) -> dict:

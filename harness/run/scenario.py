@@ -25,7 +25,7 @@ from harness.analysis.totals import load_events, steady
 from harness.config import Case, Scenario, dilation_of, parse_scenario
 from harness.errors import HarnessError
 from harness.run.case import evaluate_case, run_case, write_status
-from harness.run.accuracy import accuracy_keys, accuracy_pass, not_measured
+from harness.run.accuracy import accuracy_key, accuracy_keys, accuracy_pass, not_measured
 from harness.run.launchers import LocalLauncher, MininetLauncher
 from harness.run.pacing import paced
 from harness.run import rundir
@@ -146,7 +146,7 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
         acc["acc_source"] = f"measured: this emulated run ({steps} batches), {len(test)} test samples"
         acc["test_samples"] = len(test)
     elif acc is None:
-        acc = run.accuracy[(case.model.arch, case.model.split, case.codec, case.method)]
+        acc = run.accuracy[accuracy_key(case)]
     write_json(case_dir / "accuracy.json", acc)
     progress.finish(f"{case.label} rep {rep}: {totals['wall_s'] / k:.2f} s for {totals['steps']} "
                     f"batches{steady_text(info['steady'], k)}{pace_text(totals)}, "
@@ -194,8 +194,7 @@ def _run_cases(run: Run, cases: list[tuple[str, Case, int]], launcher, check: di
         case_dir, key = run.run_dir / name, reuse_key(case, rep)
         try:
             if key in run.measured:          # the same measurement made by an earlier case
-                acc = not_measured(case) or (run.accuracy or {}).get(
-                    (case.model.arch, case.model.split, case.codec, case.method))
+                acc = not_measured(case) or (run.accuracy or {}).get(accuracy_key(case))
                 reuse_case(run.measured[key], case_dir, case, acc)
                 run.progress.finish(f"{case.label} rep {rep}: {REASONS[case.method]}, in "
                                     f"{run.measured[key].name}")
