@@ -75,11 +75,11 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
         raise HarnessError("run: give a SCENARIO_FILE, or --resume RUN_DIR")
     if overrides and resume_dir and scenario_file is None:
         raise HarnessError("--resume with --set: give the scenario file the run was made from")
+    remote = None
     if cluster is not None:
-        from harness.run.cluster import ray_module
+        from harness.run.cluster import cluster_pass as remote, connect, ray_module
         if loopback:
             raise HarnessError("--cluster runs under Mininet on its nodes: drop --loopback")
-        from harness.run.cluster import connect
         ray_module()                                 # not installed: say how, before any work
         connect(cluster)                             # unreachable: say so, before any work
     scenario, raw = load_scenario(scenario_file, list(overrides)) if scenario_file else (None, None)
@@ -87,7 +87,7 @@ def run(scenario_file, overrides, loopback, allow_no_delay, quiet, no_plots, sto
     echo = lambda s: click.echo(s, err=True)  # noqa: E731
     opts = Options(emulate=not loopback, allow_no_delay=allow_no_delay, quiet=quiet,
                    plots=not no_plots, stop_on_failure=stop_on_failure, cluster=cluster,
-                   echo=echo, resolve=resolver(echo, loopback))
+                   remote=remote, echo=echo, resolve=resolver(echo, loopback))
     for line in mark_abandoned():
         click.echo(line, err=True)
     if scenario is not None and scenario.kind == "accuracy":

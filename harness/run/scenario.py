@@ -46,6 +46,7 @@ class Options:
     plots: bool = True
     stop_on_failure: bool = False     # True: the first failed case stops the sweep
     cluster: str | None = None        # a Ray cluster's address, or local (harness.run.cluster)
+    remote: Callable | None = None    # the timing pass on that cluster (cluster.cluster_pass)
     resolve: Callable = lambda scenario, profiles: scenario   # split: auto (harness.study.select)
     echo: Callable[[str], None] = print
 
@@ -158,9 +159,8 @@ def timing_pass(run: Run, profiles: dict, todo: list[tuple[str, Case, int]]) -> 
     from harness.emulation.linkcheck import calibrate, require_ok, summary_line, write_linkcheck
     from harness.run.computecheck import check_compute
     scenario, opts = run.scenario, run.opts
-    if opts.cluster:                                  # each link's cases on a node of its own
-        from harness.run.cluster import cluster_pass
-        return cluster_pass(run, todo)
+    if opts.cluster:                    # each link's cases on a node of its own (opts.remote)
+        return opts.remote(run, todo)
     k = dilation_of(scenario.compute)
     for link_name, cases in ((n, [e for e in todo if e[1].link == n]) for n in scenario.links):
         if not cases:
