@@ -50,9 +50,9 @@ Assumptions (each one a term the emulation may show to be missing):
   An app-limited flow that sees its true RTT between messages may skip the probe: the term
   is then slightly pessimistic, in proportion to transfer time only.
 - Still ignored: queueing behind one's own earlier messages beyond the rate term, BBR's
-  bandwidth probing, a stream's head-of-line waits after start-up (a loss found a round trip
-  late stalls a consumer with less backlog), retransmission timeouts, a lost retransmission,
-  ACK loss, jitter, contention with the kernel's network work, Python outside the blocks.
+  probing and a STARTUP ended early by loss, a stream's head-of-line waits after start-up,
+  PROBE_RTT starting inside a lossy stop-and-wait message (2 round trips), timeouts, a lost
+  retransmission, ACK loss, jitter, the kernel's network work, Python outside the blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,
   batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c).
 - split: sequential, N x (t_e_fwd + s_a/R_up + d_up + t_c + s_g/R_down + d_down + t_e_bwd).
