@@ -90,3 +90,17 @@ def test_a_gain_across_two_nodes_is_named(tmp_path):
     assert summary.loc[("3g", "hierarchical"), "gain_nodes"] == "vs split: node-a / node-b; "
     assert summary.loc[("wifi", "hierarchical"), "gain_nodes"] == ""
     assert summary.loc[("3g", "split"), "node"] == "node-b"
+
+
+def test_a_cluster_run_hands_its_timing_pass_to_the_remote_the_cli_gives():
+    """The timing pass does not import the cluster pass (harness.run.cluster imports the
+    scenario runner, not the other way): with --cluster the CLI hands cluster_pass in as
+    Options.remote, and the pass runs no link itself."""
+    from types import SimpleNamespace
+
+    from harness.run.scenario import Options, timing_pass
+    seen = []
+    opts = Options(cluster="HEAD:6379", remote=lambda run, todo: seen.append((run, todo)))
+    run = SimpleNamespace(scenario=None, opts=opts)
+    timing_pass(run, {}, [("000-case", None, 0)])
+    assert seen == [(run, [("000-case", None, 0)])]
