@@ -51,7 +51,7 @@ Assumptions (each one a term the emulation may show to be missing):
   is then slightly pessimistic, in proportion to transfer time only.
 - Still ignored: queueing behind one's own earlier messages beyond the rate term, BBR's
   probing and a STARTUP ended early by loss, a stream's head-of-line waits after start-up,
-  PROBE_RTT starting inside a lossy stop-and-wait message (2 round trips), timeouts, a lost
+  PROBE_RTT entered while a message is still being sent (about 2 round trips), timeouts, a lost
   retransmission, ACK loss, jitter, the kernel's network work, Python outside the blocks.
 - hierarchical: a three-stage pipeline (edge compute, uplink, cloud compute) with a queue,
   batch by batch through the start-up (above), then (N-1) x max(t_e, s_a/R_up, t_c).
