@@ -138,7 +138,9 @@ def test_window_keeps_going_while_the_interval_is_noisy(tmp_path):
 
 def test_window_stops_on_time_only_once_the_interval_has_a_ci(tmp_path):
     """Past `max_s` with too few steady intervals for batch means, the window goes on: a STOP
-    then would leave an estimate without spread (8 batches: 5 steady intervals, 2 groups)."""
+    then would leave an estimate without spread (8 batches: 5 steady intervals, 2 groups).
+    STOP comes while the 9th is in progress (the next completion is certain to stop an
+    edge-only window) and judges 9 batches, the 9th named as the last step."""
     from harness.run.window import Window
     w = Window(tmp_path, "edge", min_batches=8, ci_target=0.01, n_full=100, max_s=1.0)
     rng = random.Random(1)
@@ -149,8 +151,9 @@ def test_window_stops_on_time_only_once_the_interval_has_a_ci(tmp_path):
             edge.write(_event("edge", k, t - 0.1, t))
             edge.flush()
             stops.append(w.poll())
-    assert stops.index(True) == 8 and w.judged == 9       # the 9th batch gives 3 groups of 2
-    assert (tmp_path / "STOP").read_text().startswith("time budget reached")
+    assert stops.index(True) == 7 and w.judged == 9       # the 9th batch gives 3 groups of 2
+    text = (tmp_path / "STOP").read_text()
+    assert text.startswith("time budget reached") and "last step 8" in text
 
 
 

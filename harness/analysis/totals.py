@@ -124,7 +124,10 @@ def totals(df: pd.DataFrame) -> dict:
         return {"wall_s": float("nan"), "steps": 0}
     start = float(work["t_start"].min())
     end = float(df[df["event"] == COMPUTE]["t_end"].max())
-    steps = df[(df["event"] == COMPUTE)]["step"].nunique()
+    # Batches trained to the end: the cloud's steps where it trains (a hierarchical edge's
+    # steps computed past a timing window's STOP and dropped unsent never reach it).
+    trained = df[df["event"] == COMPUTE]
+    steps = trained[trained["role"] == "cloud"]["step"].nunique() or trained["step"].nunique()
     # Within the wall time: cloud-only's uploads buffered past a timing window's STOP are
     # received after the last training step and belong to no measured batch.
     uplink_s, uplink_def = link_busy(df, "edge", "cloud", end)

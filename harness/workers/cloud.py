@@ -30,13 +30,14 @@ from harness.train.models import SplitModel
 from harness.workers.auth import (Acceptor, add_secret_options, cloud_handshake, load_secret,
                                   refuse_cli_secret, require_secret)
 from harness.workers.checks import check_info, check_range, check_tensors
-from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, answer_pings, exit_process,
+from harness.workers.common import (CACHE_CHUNK, Link, answer_pings, exit_process,
                                     fail, join_cgroup, load_case, parse_address, save_parts,
                                     tune_socket, warm_up)
 from harness.workers.cache import ImageCache
 from harness.workers.events import COMPUTE, EventLog
 from harness.workers.modelled import ModelledCloudSteps
 from harness.workers.steps import CloudSteps
+from harness.workers.stop import StopSignal
 from harness.workers.placement import torch_device
 from harness.workers.wire import Frame, WireError
 
@@ -195,14 +196,14 @@ def run_cloud_only(case: Case, model: SplitModel, link: Link, batches: Batches,
     per_epoch = batches_per_epoch(case, n)
     prep = Augmenter(case, SPECS[case.dataset.name], per_epoch)
     cache = ImageCache(n)
-    stop, stopped = case_dir / STOP_FILE, False
+    stop, stopped = StopSignal(case_dir), False
     for frame in frames(link):
         step = batches.upload(frame)
         x, y = frame.tensors["x"], frame.tensors["y"]
         cache.store(frame.tensors["i"], x, y)
-        if step is not None and (stopped or stop.exists()):   # the timing window is done:
+        if step is not None and (stopped or stop.past(step)):  # the timing window is done:
             if not stopped:      # dozens of small uploads may wait in the socket buffers
-                link.log.point("stopped", before_step=step)
+                link.log.point("stopped", before_step=step, last_step=stop.last)
             stopped = True       # (20 on wifi, 12 s of a 19 s case): checked, not trained
         elif step is not None:
             with link.log.span(COMPUTE, step, pace_s=case.compute.pace_for("cloud"),

@@ -29,7 +29,6 @@ from harness.workers.checks import check_info
 from harness.workers.events import SEND, WAIT, EventLog
 from harness.workers.wire import Connection, WireError
 
-STOP_FILE = "STOP"          # the runner writes it into the case directory: train no further
 PINGS = 8
 SHARED_CLOCK_PINGS = 2      # one clock (Mininet, loopback): offset 0, the estimate is kept
 CACHE_CHUNK = 1024          # samples per cache-only upload frame (cloud-only, later epochs)
@@ -122,10 +121,11 @@ class Link:
 
 
 class Sender:
-    """Background uplink: a bounded queue of frames; `put` blocks (logged as wait) when full."""
+    """Background uplink: a bounded queue of frames; `put` blocks (logged as wait) when full.
+    Frames whose step `drop` refuses (workers.stop) are not sent, nor waited for; logged."""
 
-    def __init__(self, link: Link, size: int):
-        self.link = link
+    def __init__(self, link: Link, size: int, drop=lambda step: False):
+        self.link, self.drop, self.dropped = link, drop, []
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name="uplink", daemon=True)
@@ -143,6 +143,9 @@ class Sender:
                 break
             except queue.Full:
                 blocked = True
+                if self.drop(step):
+                    self.dropped.append(step)
+                    break
         if blocked:
             self.link.log.write(WAIT, step=step, t_start=start, t_end=time.monotonic(),
                                 reason="queue full")
@@ -153,6 +156,9 @@ class Sender:
             if item is None:
                 return
             step, tensors, info, raw_bytes = item
+            if self.drop(step):
+                self.dropped.append(step)
+                continue
             try:
                 self.link.send("batch", step, tensors, info, raw_bytes)
             except Exception as exc:   # reported to the producer on its next put/close
@@ -170,6 +176,8 @@ class Sender:
         self.thread.join()
         if self.error:
             raise WireError(f"uplink failed: {self.error}")
+        if self.dropped:
+            self.link.log.point("dropped", steps=sorted(self.dropped))
 
 
 JOIN_TIMEOUT_S = 30.0
@@ -231,11 +239,10 @@ def clock_sync(link: Link, phase: str) -> None:
     """Estimate cloud_clock - edge_clock from the fastest of up to PINGS ping-pongs; log it.
 
     When the launcher says both workers read one clock (HIERBENCH_CLOCK=shared: one machine,
-    Mininet or loopback, one CLOCK_MONOTONIC), the offset is exactly 0 and is recorded as
-    such; the estimate is kept beside it, from SHARED_CLOCK_PINGS ping-pongs only (each costs
-    a round trip: 8 of them added 1.2 s at each end of every case over 3g). Between two
-    machines it is measured from PINGS, at the start and at the end of a run, and the loader
-    corrects the drift between the two. The last ping says so, which ends the cloud's loop.
+    Mininet or loopback), the offset is exactly 0 and recorded as such; the estimate is kept
+    beside it, from SHARED_CLOCK_PINGS ping-pongs only (8 added 1.2 s at each end of every
+    case over 3g). Between two machines it is measured from PINGS, at the start and at the
+    end of a run; the loader corrects the drift. The last ping says so (the cloud's loop ends).
     """
     shared = os.environ.get("HIERBENCH_CLOCK") == "shared"
     count = SHARED_CLOCK_PINGS if shared else PINGS

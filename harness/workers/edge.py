@@ -27,12 +27,13 @@ from harness.train.data import ImageData
 from harness.train.methods import optim_config
 from harness.workers.auth import add_secret_options, edge_handshake, load_secret, refuse_cli_secret, require_secret
 from harness.workers.checks import check_finite, check_info, check_tensors
-from harness.workers.common import (CACHE_CHUNK, STOP_FILE, Link, Sender, clock_sync, connect,
+from harness.workers.common import (CACHE_CHUNK, Link, Sender, clock_sync, connect,
                                     exit_process, fail, join_cgroup, load_case, parse_address,
                                     save_parts, warm_up)
 from harness.workers.events import COMPUTE, EventLog
 from harness.workers.modelled import ModelledSteps
 from harness.workers.steps import EdgeSteps
+from harness.workers.stop import StopSignal
 from harness.workers.placement import torch_device
 from harness.workers.wire import Connection, Frame, WireError, encode_activation
 
@@ -48,6 +49,7 @@ class Edge:
         self.prep = Augmenter(case, data.spec, self.per_epoch)
         self.optim = optim_config(case.training)
         self.total = total_steps(case, len(data))
+        self.stop = StopSignal(case_dir)
         self.stopped = False
         modelled = "edge" in case.compute.modelled
         self.steps = ModelledSteps(self.model) if modelled else EdgeSteps(self)
@@ -74,14 +76,12 @@ class Edge:
             yield item
 
     def stop_requested(self, step: int) -> bool:
-        """The runner writes STOP into the case directory once the steady-state interval is
-        known well enough; the edge then sends no new batch and finishes normally."""
-        if self.stopped:
-            return True
-        if (self.case_dir / STOP_FILE).exists():
+        """True once the runner's STOP (workers.stop) has no use for `step`: the edge then
+        starts no new batch, drops what it queued past it, and finishes normally."""
+        if not self.stopped and self.stop.past(step):
             self.stopped = True
-            self.log.point("stopped", before_step=step,
-                           reason=(self.case_dir / STOP_FILE).read_text().strip()[:200])
+            self.log.point("stopped", before_step=step, last_step=self.stop.last,
+                           reason=self.stop.reason)
         return self.stopped
 
 
@@ -89,7 +89,7 @@ def run_hierarchical(e: Edge, link: Link) -> None:
     """Train f_e and the exit head locally; stream detached activations through a queue."""
     model = e.model
     opt = m.make_optimizer([*model.edge.parameters(), *model.exit_head.parameters()], e.optim, e.total)
-    sender = Sender(link, e.case.training.queue_size)
+    sender = Sender(link, e.case.training.queue_size, e.stop.past)
     for step, _, images, y in e.batches():
         with e.log.span(COMPUTE, step, pace_s=e.case.compute.pace_for("edge"), **e.steps.fields):
             a, meta = encode_activation(e.steps.hierarchical(opt, step, images, y), e.case.codec)
@@ -141,7 +141,7 @@ def run_cloud_only(e: Edge, link: Link) -> None:
     Epoch mode uploads each sample once: epoch 0's batches as they are trained, then (when
     more epochs follow) every sample not yet sent, for the cloud's cache.
     """
-    sender = Sender(link, e.case.training.queue_size)
+    sender = Sender(link, e.case.training.queue_size, e.stop.past)
     sent = torch.zeros(len(e.data), dtype=torch.bool)
     for step, idx, images, y in e.batches(epochs=1):
         sender.put(step, {"x": images, "y": y, "i": idx}, {"step": step, "train": True},
