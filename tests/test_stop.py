@@ -127,3 +127,28 @@ def test_workers_train_up_to_the_last_step_judged_and_end_normally(tmp_path, met
     assert set(computed["step"]) == {0, 1, 2, 3}
     stopped = df[(df["role"] == "edge") & (df["event"] == "stopped")].iloc[0]
     assert stopped["before_step"] == 4 and stopped["last_step"] == 3
+
+
+def test_the_estimate_rests_on_the_source_batches_the_window_saw(tmp_path):
+    """A paced edge (1.0 s per batch) and completions that keep pace but hiccup once: the two
+    bounds are within a hair, and the source's batch made after STOP (a little early) would
+    turn the estimate to the completions' CI. The estimate keeps what the window judged."""
+    from harness.analysis.totals import load_events, steady
+    src = [0.5 + 1.0 * k for k in range(9)]
+    done = [s + 1.5 for s in src]
+    done[6] += 0.3
+    done[8] -= 0.002
+    w = Window(tmp_path, "hierarchical", min_batches=9, ci_target=0.05, n_full=100)
+    with open(tmp_path / "edge.jsonl", "w") as edge, open(tmp_path / "cloud.jsonl", "w") as cloud:
+        for k in range(9):
+            edge.write(_event("edge", k, src[k] - 0.5, src[k]))
+            cloud.write(_event("cloud", k, done[k] - 0.001, done[k]))
+    assert w.poll() and w.judged == 9 and w.judged_source == 9
+    assert (tmp_path / STOP_FILE).read_text().startswith("CI reached")
+    with open(tmp_path / "edge.jsonl", "a") as edge:
+        edge.write(_event("edge", 9, 9.0, 9.49))             # made before the edge read STOP
+    df = load_events(tmp_path)
+    judged = steady(df, 100, "hierarchical", judged=w.judged, judged_source=w.judged_source)
+    assert judged["bound"] == "source" and judged["interval_ci_s"] == pytest.approx(0.0, abs=1e-9)
+    later = steady(df, 100, "hierarchical", judged=w.judged)
+    assert later["bound"] == "completions" and later["interval_ci_s"] > 0.3

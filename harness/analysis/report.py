@@ -152,7 +152,7 @@ def calibration(run_dir: Path) -> str:
                             "<b>an assumption</b> (vendor peak x an assumed efficiency, not "
                             "measured: run_bench.py device-profile measures one)") + "</p>")
         if compute.get("model_factors"):
-            from harness.run.factors import factor_lines
+            from harness.analysis.tables import factor_lines
             parts.append("<ul>" + "".join(f"<li>{esc(line)}</li>"
                                           for line in factor_lines(compute["model_factors"]))
                          + "</ul>")

@@ -114,3 +114,13 @@ def converged_notes(ok: pd.DataFrame) -> list[str]:
                      f"study): {'; '.join(parts)}")
     sources = ok["conv_source"].dropna().unique() if "conv_source" in ok else []
     return lines + [f"converged accuracy from: {source}" for source in sources]
+
+
+def factor_lines(factors: dict) -> list[str]:
+    """'compute under the CPU shares, vgg16@conv7, both at once: edge 300 ms/batch measured,
+    216 modelled (x1.39), cloud ...' per (model, split) and round."""
+    return [f"compute under the CPU shares, {pair}, {name}: " + ", ".join(
+                f"{role}{' (whole network)' if r['part'] == 'full' else ''} "
+                f"{r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
+                f"modelled (x{r['factor']:.2f})" for role, r in roles.items())
+            for pair, rounds in factors.items() for name, roles in rounds.items()]

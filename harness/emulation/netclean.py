@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 HOSTS = ("edge", "cloud")
+FIFO_PREFIX = "hierbench-fifo-"          # + the harness's pid (harness.run.prefork's FIFOs)
 SCRATCH_PREFIX = "hierbench-node-"       # + a cluster task's pid (harness.run.cluster): a killed task's is removed
 MARKER_ENV = "HIERBENCH_EMULATION"       # harness.emulation.topology sets it in every process it starts
 RULE_TAG = "hierbench"                   # harness.emulation.topology tags every iptables rule with it
@@ -133,7 +134,6 @@ def leftovers() -> list[str]:
 def _orphan_dirs() -> list[tuple[str, Path]]:
     """The worker FIFO directories (harness.run.prefork) and a cluster node's scratch run
     directories (harness.run.cluster) whose owner process is gone (named by its pid)."""
-    from harness.run.prefork import FIFO_PREFIX
     found = []
     for what, prefix in (("FIFO directory", FIFO_PREFIX), ("node scratch directory", SCRATCH_PREFIX)):
         for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):

@@ -165,7 +165,8 @@ def check_compute(link, scenario, link_dir: Path, opts, memo: dict):
             write_json(link_dir / "computecheck.json", result, indent=2)
         require_ok(result)
         setter = share_setter(result, link) if result["roles"] else None
-        from harness.run.factors import factor_lines, share_factors
+        from harness.analysis.tables import factor_lines
+        from harness.run.factors import share_factors
         result["model_factors"] = share_factors(link, scenario, setter)
         result["measured_on_link"] = link.profile.name
         memo["result"] = result

@@ -88,16 +88,6 @@ def share_factors(link, scenario, setter) -> dict:
     return out
 
 
-def factor_lines(factors: dict) -> list[str]:
-    """'compute under the CPU shares, vgg16@conv7, both at once: edge 300 ms/batch measured,
-    216 modelled (x1.39), cloud ...' per (model, split) and round."""
-    return [f"compute under the CPU shares, {pair}, {name}: " + ", ".join(
-                f"{role}{' (whole network)' if r['part'] == 'full' else ''} "
-                f"{r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
-                f"modelled (x{r['factor']:.2f})" for role, r in roles.items())
-            for pair, rounds in factors.items() for name, roles in rounds.items()]
-
-
 def model_factors(memo: dict, case) -> dict | None:
     """{"edge": f, "cloud": f} measured for the case's (model, split) the way its method
     computes (METHOD_ROUND), None if not measured or when compute is paced (a paced step

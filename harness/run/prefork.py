@@ -18,11 +18,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+from harness.emulation.netclean import FIFO_PREFIX
 from harness.errors import HarnessError
 from harness.procs import exit_text, tail
 
 SERVER_READY_TIMEOUT_S = 60.0
-FIFO_PREFIX = "hierbench-fifo-"       # + the harness's pid: see emulation.netclean
 FORK_REPLY_TIMEOUT_S = 10.0
 
 

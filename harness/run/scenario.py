@@ -132,8 +132,8 @@ def run_one(run: Run, case: Case, case_dir: Path, launcher, rep: int, link_profi
             "budget_steps": steps, "launcher": launcher.describe,
             "stopped_early": bool(window and window.stopped), "dilation": k}
     cached = n_full - batches_per_epoch(case, len(train)) if case.method == "cloud" else 0
-    info["steady"] = steady(load_events(case_dir), n_full, case.method, cached,
-                            window.judged if window is not None else None)
+    judged = (window.judged, window.judged_source) if window is not None else (None, None)
+    info["steady"] = steady(load_events(case_dir), n_full, case.method, cached, *judged)
     if link_profile is not None:
         from harness.run.factors import case_predictions
         info.update(case_predictions(case, link_profile, totals["steps"],

@@ -9,7 +9,8 @@ measurement have passed and the interval has a CI at all, it writes STOP (with t
 the last step judged: harness.workers.stop) into the case directory; the edge sends no
 further batch and the run ends normally. The cap is the case's own batch budget
 (`measure.timing_batches`). A run stopped by time or by the cap carries the wider CI it got.
-The estimate uses the batches judged here (`judged`), not those completing after STOP.
+The estimate uses the batches judged here (`judged`), not those completing after STOP, and
+the source's batches this window saw (`judged_source`), not those the edge made after.
 
 A method without a source stage (split, cloud-only, edge-only) whose next completion will
 certainly stop it (the floor one batch away, the time budget already spent, and a CI certain
@@ -46,6 +47,7 @@ class Window:
         self.begun = math.inf                       # the edge's clock sync ended: steps follow
         self.stopped = False
         self.judged: int | None = None              # batches complete when STOP was written
+        self.judged_source: int | None = None       # and the source's batches it saw then
 
     def read(self) -> None:
         """Take in the events written since the last read (poll does too)."""
@@ -87,6 +89,7 @@ class Window:
             timed_out = done[-1] - self.start >= self.max_s and rel == rel
             if rel <= self.ci_target or timed_out:       # NaN (too few blocks) compares False
                 why = "time budget reached" if not rel <= self.ci_target else "CI reached"
+                self.judged_source = len(source) if source is not None else None
                 self._stop(f"{why}: steady interval {s['interval_s']:.4f} s +- {rel:.1%} (95% "
                            f"CI, batch means) after {len(done)} batches", len(done))
                 return True
