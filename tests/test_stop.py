@@ -152,3 +152,17 @@ def test_the_estimate_rests_on_the_source_batches_the_window_saw(tmp_path):
     assert judged["bound"] == "source" and judged["interval_ci_s"] == pytest.approx(0.0, abs=1e-9)
     later = steady(df, 100, "hierarchical", judged=w.judged)
     assert later["bound"] == "completions" and later["interval_ci_s"] > 0.3
+
+
+def test_a_dropped_edge_step_counts_neither_as_a_batch_nor_in_the_wall_time(tmp_path):
+    """An edge-bound hierarchical pipeline past STOP: the edge finishes step 9 (dropped, never
+    sent) after the cloud's step 8, the last judged. The window's wall time and batch count
+    are the cloud's, which the runtime model predicts (it once read 10 batches' wall for 9)."""
+    from harness.analysis.totals import load_events, totals
+    with open(tmp_path / "edge.jsonl", "w") as edge, open(tmp_path / "cloud.jsonl", "w") as cloud:
+        for k in range(10):
+            edge.write(_event("edge", k, 1.7 * k, 1.7 * (k + 1)))
+            if k < 9:
+                cloud.write(_event("cloud", k, 1.7 * (k + 1) + 0.8, 1.7 * (k + 1) + 0.81))
+    t = totals(load_events(tmp_path))
+    assert t["steps"] == 9 and t["wall_s"] == pytest.approx(1.7 * 9 + 0.81)
