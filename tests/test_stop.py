@@ -1,7 +1,6 @@
 """The timing window's STOP: what it says, what the workers skip, and that nothing judged changes."""
 import json
 import threading
-import time
 
 import pytest
 
@@ -30,14 +29,15 @@ def test_a_stop_without_a_last_step_stops_every_step(tmp_path):
     assert signal.past(0) and signal.last is None and signal.reason == "stopped by hand"
 
 
-class SlowLink:
-    """A link that takes 0.2 s per frame, recording what it sent and what was logged."""
+class HeldLink:
+    """A link whose sends wait until the test releases them, recording what was sent and logged."""
 
     def __init__(self):
         self.sent, self.points, self.log = [], [], self
+        self.release = threading.Event()
 
     def send(self, kind, step, tensors=None, info=None, raw_bytes=0):
-        time.sleep(0.2)
+        self.release.wait(10)
         self.sent.append(step)
 
     def write(self, event, **fields):
@@ -50,17 +50,19 @@ class SlowLink:
 def test_the_sender_drops_frames_past_the_stop_and_stops_waiting_for_room(tmp_path):
     """A hierarchical edge runs queue_size + 1 batches ahead of a slow uplink; once STOP says
     step 1 is the last judged, the frames queued after it are not sent and a put waiting for
-    room returns at once."""
-    link, signal = SlowLink(), StopSignal(tmp_path)
+    room returns while the uplink is still held (no room ever came: nothing was sent)."""
+    link, signal = HeldLink(), StopSignal(tmp_path)
     sender = Sender(link, 2, signal.past)
     for step in range(3):
-        sender.put(step, {}, {})               # 0 on the wire, 1 and 2 queued
+        sender.put(step, {}, {})               # 0 held on the wire, 1 and 2 queued
     write_stop(tmp_path, "CI reached", 1)
-    t0 = time.monotonic()
-    sender.put(3, {}, {})                       # the queue is full: it would wait 0.2-0.4 s
-    waited = time.monotonic() - t0
+    done = threading.Thread(target=sender.put, args=(3, {}, {}))   # the queue is full
+    done.start()
+    done.join(5)
+    assert not done.is_alive() and link.sent == []
+    link.release.set()
     sender.close()
-    assert link.sent == [0, 1] and waited < 0.35
+    assert link.sent == [0, 1]
     assert link.points == [("dropped", {"steps": [2, 3]})]
 
 
