@@ -109,3 +109,50 @@ def test_only_the_hosts_a_method_computes_on_are_probed():
     assert rounds(["edge", "cloud"], False) == {"whole network alone": both}
     assert rounds(["split"], False) == {"alone": both}
     assert rounds(["split"], True) == {"both at once": both}
+
+
+def test_the_whole_network_is_probed_once_per_model(monkeypatch):
+    """The whole network is the same at every split: with two splits of a model, its round is
+    measured at the first and named by the second (the paper regime probed it five times over,
+    about 35 s). Each split's own part is still measured."""
+    from harness.config import parse_scenario
+    from harness.run import factors
+
+    asked = []
+
+    class FakeProbe:
+        def __init__(self, link, role, scenario, arch, split, threads):
+            self.role, self.split, self.part = role, split, None
+
+        def start_round(self, batches, part=None):
+            self.part = part
+
+        def result(self):
+            asked.append((self.split, self.role, self.part))
+            return 0.01
+
+        def measure(self, batches, part=None):
+            self.start_round(batches, part)
+            return self.result()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(factors, "Probe", FakeProbe)
+    scenario = parse_scenario({"name": "n", "methods": ["hierarchical", "edge"],
+                               "model": {"arch": "vgg16", "split": ["conv4", "conv7"]},
+                               "compute": {"pace": True}})
+    out = factors.share_factors(None, scenario, None)
+    assert asked == [("conv4", "edge", "edge"), ("conv4", "cloud", "cloud"),
+                     ("conv4", "edge", "full"), ("conv7", "edge", "edge"),
+                     ("conv7", "cloud", "cloud")]
+    first, second = out["vgg16@conv4"], out["vgg16@conv7"]
+    assert list(second) == list(first) == ["both at once", "whole network alone"]
+    assert "measured_with" not in first["whole network alone"]["edge"]
+    assert second["whole network alone"]["edge"]["measured_with"] == "vgg16@conv4"
+    assert second["whole network alone"]["edge"]["measured_s"] == 0.01
+    from harness.run.pacing import pace_lines
+    assert any("(whole network, measured with vgg16@conv4)" in ln and "vgg16@conv7" in ln
+               for ln in pace_lines(out))
+    calibrated = factors.share_factors(None, scenario, lambda case: None)   # shares per split
+    assert "measured_with" not in calibrated["vgg16@conv7"]["whole network alone"]["edge"]

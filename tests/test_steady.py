@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from harness.analysis.steady import (batch_means, completion_times, mean_ci, mser_warmup,
-                                     ratio_ci, steady_state, t95)
+from harness.analysis.steady import (batch_means, completion_times, latency_trend, mean_ci,
+                                     mser_warmup, ratio_ci, steady_state, t95)
 
 
 def pipeline(n, fill, interval, jitter=0.0, seed=0):
@@ -75,6 +75,56 @@ def test_a_draining_backlog_is_bounded_by_the_source():
     slow = [2.0 + 0.8 * k for k in range(10)]
     assert steady_state(slow, 0.0, 100, source=edge)["bound"] == "completions"
 
+
+
+def test_completions_that_catch_up_leave_the_estimate_on_the_source():
+    """VGG-16 conv10, hierarchical over 4g (measured 2026-12-07): the paced edge makes a batch
+    every 1.608 s; one transfer lands 0.26 s late and the next catches up (completion
+    intervals 1.867 s, then 1.349 s). Both estimates agree within milliseconds, but the
+    completions' batch means carry the hiccup as if it were the rate. The latency does not
+    grow, so the source binds and its CI stands, whichever estimate is a hair larger."""
+    edge = [1.608 * (k + 1) for k in range(12)]
+    for late in (0.0, 0.003):            # the completions' last one a hair late, or not
+        cloud = [t + 0.41 for t in edge]
+        cloud[7] += 0.259
+        cloud[-1] += late
+        s = steady_state(cloud, 0.0, 781, source=edge)
+        assert s["bound"] == "source" and s["interval_ci_s"] == pytest.approx(0.0, abs=1e-9)
+        assert s["est_s"] == pytest.approx(1.608 * 781 + 0.41, rel=1e-6)
+        assert s["latency_slope_s"] - s["latency_slope_ci_s"] <= 0
+        alone = steady_state(cloud, 0.0, 781)
+        assert alone["est_ci_s"] > 0.05 * alone["est_s"]      # what the completions alone say
+        assert s["completions_est_s"] == pytest.approx(alone["est_s"])
+
+
+def test_a_latency_that_grows_binds_the_completions_even_through_jitter():
+    """A cloud 5% slower than a paced edge, with +-30 ms of jitter on each transfer: the
+    latency grows by 0.05 s a batch, the completions bind (their estimate is the larger)."""
+    rng = random.Random(1)
+    edge = [1.0 * (k + 1) for k in range(12)]
+    cloud = [1.5 + 1.05 * k + rng.uniform(-0.03, 0.03) for k in range(12)]
+    s = steady_state(cloud, 0.0, 500, source=edge)
+    assert s["bound"] == "completions"
+    assert s["latency_slope_s"] - s["latency_slope_ci_s"] > 0
+    assert s["interval_s"] == pytest.approx(1.05, rel=0.02)
+
+
+def test_a_full_queue_keeps_the_source_s_rate_the_pipeline_s():
+    """Cloud-bound with the queue full: the edge waits for room, so the source's intervals are
+    the cloud's (0.8 s) and the latency no longer grows. Both say 0.8 s a batch."""
+    edge = [0.5 + 0.8 * k for k in range(12)]
+    cloud = [t + 2.1 + (0.01 if k % 3 == 0 else 0.0) for k, t in enumerate(edge)]
+    s = steady_state(cloud, 0.0, 100, source=edge)
+    assert s["bound"] == "source" and s["interval_s"] == pytest.approx(0.8)
+    alone = steady_state(cloud, 0.0, 100)
+    assert abs(s["est_s"] - alone["est_s"]) <= alone["est_ci_s"]
+
+
+def test_latency_trend_is_a_least_squares_slope_with_its_ci():
+    assert latency_trend([1.0, 1.5, 2.0, 2.5]) == (pytest.approx(0.5), pytest.approx(0.0, abs=1e-12))
+    slope, half = latency_trend([0.0, 0.1, 0.0, 0.1, 0.0])
+    assert slope == pytest.approx(0.0) and half == pytest.approx(3.182 * math.sqrt(0.012 / 3 / 10))
+    assert math.isnan(latency_trend([1.0, 2.0])[1]) and math.isnan(latency_trend([1.0])[0])
 
 def test_mser_drops_a_distinct_start_only():
     assert mser_warmup([0.7, 0.73] + [0.513] * 10) == 2

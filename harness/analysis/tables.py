@@ -116,11 +116,20 @@ def converged_notes(ok: pd.DataFrame) -> list[str]:
     return lines + [f"converged accuracy from: {source}" for source in sources]
 
 
+def part_label(r: dict) -> str:
+    """' (whole network)' for a probe round of the whole network (with the split it was
+    measured at when another split's round is reused), '' for a part."""
+    if r["part"] != "full":
+        return ""
+    return (f" (whole network, measured with {r['measured_with']})" if "measured_with" in r
+            else " (whole network)")
+
+
 def factor_lines(factors: dict) -> list[str]:
     """'compute under the CPU shares, vgg16@conv7, both at once: edge 300 ms/batch measured,
     216 modelled (x1.39), cloud ...' per (model, split) and round."""
     return [f"compute under the CPU shares, {pair}, {name}: " + ", ".join(
-                f"{role}{' (whole network)' if r['part'] == 'full' else ''} "
+                f"{role}{part_label(r)} "
                 f"{r['measured_s'] * 1e3:.4g} ms/batch measured, {r['model_s'] * 1e3:.4g} "
                 f"modelled (x{r['factor']:.2f})" for role, r in roles.items())
             for pair, rounds in factors.items() for name, roles in rounds.items()]

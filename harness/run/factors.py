@@ -28,6 +28,7 @@ FACTOR_BATCHES = 6             # timed batches per round (their median is the fi
 FACTOR_ROUNDS = {"both at once": {"edge": "edge", "cloud": "cloud"},
                  "alone": {"edge": "edge", "cloud": "cloud"},
                  "whole network alone": {"edge": "full", "cloud": "full"}}
+WHOLE = "whole network alone"
 METHOD_ROUND = {"hierarchical": "both at once", "split": "alone", "edge": "whole network alone",
                 "cloud": "whole network alone"}
 METHOD_ROLES = {"edge": ("edge",), "cloud": ("cloud",)}     # the others compute on both hosts
@@ -51,25 +52,33 @@ def share_factors(link, scenario, setter) -> dict:
     its share (both hosts at once, or one while the other idles) over the runtime model's
     estimate, which scales a one-core cost linearly by threads / cores. The measured ratio
     (`factor`) corrects the predictions of the methods that compute that way (METHOD_ROUND).
-    Only the rounds and hosts the scenario's methods compute with are measured."""
+    Only the rounds and hosts the scenario's methods compute with are measured. The whole
+    network is the same at every split: unless a split has a share of its own (`setter`:
+    calibrated per model and split), its round is measured at a model's first split and the
+    others name it (`measured_with`)."""
     from harness.predict.splits import role_steps
-    out, needed = {}, needed_rounds(scenario)
+    out, needed, whole = {}, needed_rounds(scenario), {}
     for case in {(c.model.arch, c.model.split): c for c in scenario.cases()}.values():
         arch, split = case.model.arch, case.model.split
         if setter is not None:
             setter(case)
         model = role_steps(case)
         probes, rounds = {}, {}
+        todo = {name: hosts for name, hosts in needed.items()
+                if not (name == WHOLE and arch in whole)}
+        if WHOLE in needed and arch in whole:
+            rounds[WHOLE] = {role: {**r, "measured_with": whole[arch][0]}
+                             for role, r in whole[arch][1].items()}
         try:
             for role in ("edge", "cloud"):
-                if role in scenario.compute.modelled or not any(role in r for r in needed.values()):
+                if role in scenario.compute.modelled or not any(role in r for r in todo.values()):
                     continue      # modelled (no real step: workers.modelled) or never computes
                 probes[role] = Probe(link, role, scenario, arch, split,
                                      getattr(scenario.compute, f"{role}_threads"))
             for name, parts in FACTOR_ROUNDS.items():
-                hosts = {r: p for r, p in probes.items() if r in needed.get(name, ())}
+                hosts = {r: p for r, p in probes.items() if r in todo.get(name, ())}
                 if not hosts:
-                    continue      # no method of this scenario computes this way
+                    continue      # no method of this scenario computes this way (or measured)
                 if name == "both at once":
                     for role, probe in hosts.items():
                         probe.start_round(FACTOR_BATCHES, parts[role])
@@ -84,7 +93,9 @@ def share_factors(link, scenario, setter) -> dict:
         finally:
             for probe in probes.values():
                 probe.close()
-        out[f"{arch}@{split}"] = rounds
+        if WHOLE in rounds and arch not in whole and setter is None:
+            whole[arch] = (f"{arch}@{split}", rounds[WHOLE])
+        out[f"{arch}@{split}"] = {name: rounds[name] for name in FACTOR_ROUNDS if name in rounds}
     return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from harness.analysis.tables import part_label
 from harness.config import Case
 from harness.errors import HarnessError
 
@@ -68,7 +69,7 @@ def pace_lines(factors: dict) -> list[str]:
     (x4.00 margin), ...' per (model, split) and probe round (harness.run.factors): under
     pacing a probe's model time is the step's target, so target / real is the margin."""
     return [f"paced compute, {pair}, {name}: " + ", ".join(
-                f"{role}{' (whole network)' if r['part'] == 'full' else ''} "
+                f"{role}{part_label(r)} "
                 f"{r['measured_s'] * 1e3:.4g} ms/batch real, {r['model_s'] * 1e3:.4g} target "
                 f"(x{1 / r['factor']:.2f} margin)" for role, r in roles.items())
             for pair, rounds in factors.items() for name, roles in rounds.items()]
