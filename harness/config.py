@@ -97,7 +97,7 @@ class ComputeConfig:
     edge_backend: str = "cpu"
     cloud_backend: str = "cpu"
     # Time dilation k (DESIGN.md section 9): link rates / k, delays x k, CPU shares / k, times
-    # reported / k. None ("auto" in YAML): the smallest whole k that fits this machine's
+    # reported / k. None ("auto" in YAML): the smallest k (in tenths) that fits this machine's
     # cores, chosen by the runner; a case carries the k it ran under.
     dilation: float | None = None
     max_dilation: float = 8.0         # a device that would need more dilation is ...

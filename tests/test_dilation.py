@@ -28,16 +28,22 @@ def test_a_dilated_link_is_k_times_slower_and_longer_with_the_same_queue_and_los
     assert dilate_profile(p, 1) is p
 
 
-def test_the_factor_is_the_smallest_whole_one_that_fits():
+def test_the_factor_is_the_smallest_in_tenths_that_fits():
     threads = {"edge": 1, "cloud": 1}
     assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8) == 1     # the defaults
     # one thread cannot use more than one core: a 4-core cloud needs x4
     assert choose_factor({"edge": 0.5, "cloud": 4.0}, threads, 2, 8) == 4
-    # together within 2 - HOST_CORES_LEFT cores: 1.0 + 1.0 needs 2 / 1.5 -> x2
+    # together within 2 - HOST_CORES_LEFT cores: 1.0 + 1.0 needs 2 / 1.5 = x1.33 -> x1.4
     assert factor_needed({"edge": 1.0, "cloud": 1.0}, threads, 2) == pytest.approx(
         2 / (2 - HOST_CORES_LEFT))
-    assert choose_factor({"edge": 1.0, "cloud": 1.0}, threads, 2, 8) == 2
+    assert choose_factor({"edge": 1.0, "cloud": 1.0}, threads, 2, 8) == 1.4
     assert choose_factor({"edge": 1.0, "cloud": 3.0}, {"edge": 1, "cloud": 4}, 16, 8) == 1
+    # exactly a tenth is kept (no rounding error pushes it a step up), and it always fits
+    assert choose_factor({"edge": 0.7, "cloud": 1.3}, threads, 2, 8) == 1.4
+    for cloud in (1.01, 1.2, 1.49, 2.3, 3.14159, 5.55):
+        k = choose_factor({"edge": 0.1, "cloud": cloud}, threads, 2, 8)
+        need = factor_needed({"edge": 0.1, "cloud": cloud}, threads, 2)
+        assert need <= k < need + 0.1 + 1e-9 and k == round(k, 1)
 
 
 def test_a_factor_above_the_ceiling_is_refused_naming_what_needs_it():

@@ -121,7 +121,7 @@ def test_edge_cpu_share_slows_its_compute(tmp_path):
         sub.mkdir()
         proc = start_run(sub, scenario(sub, **{"methods": ["edge"], "links": ["4g"],
                                                "compute.edge_cores": cores,
-                                               # 1 + 1 core would dilate x2 under 'auto'
+                                               # 1 + 1 core would dilate x1.4 under 'auto'
                                                "compute.dilation": 1}))
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err

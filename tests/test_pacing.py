@@ -147,9 +147,9 @@ def test_paced_hosts_get_a_core_per_thread_and_the_dilation_keeps_the_margin():
     threads = {"edge": 1, "cloud": 1}
     margin = pacing.PACE_MARGIN
     # unpaced 0.5 + 1 core fit at x1; paced, a 1-core cloud's target must be 1.5x its real
-    # 1-thread step: x2. The margin is per host: paced 0.25 + 0.5 cores fit at x1.
+    # 1-thread step: x1.5. The margin is per host: paced 0.25 + 0.5 cores fit at x1.
     assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8) == 1
-    assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8, margin=margin) == 2
+    assert choose_factor({"edge": 0.5, "cloud": 1.0}, threads, 2, 8, margin=margin) == 1.5
     assert choose_factor({"edge": 0.25, "cloud": 0.5}, threads, 2, 8, margin=margin) == 1
     # the sum stays the real load (a paced host computes about its virtual cores' worth)
     assert choose_factor({"edge": 0.6, "cloud": 0.6}, threads, 2, 8, margin=margin) == 1

@@ -28,6 +28,7 @@ from harness.emulation.links import LinkProfile
 from harness.errors import HarnessError
 
 HOST_CORES_LEFT = 0.5          # cores kept back from the hosts: delay daemons, harness
+FACTOR_STEP = 0.1              # 'auto' rounds the factor needed up to this
 
 
 def dilate_profile(profile: LinkProfile, k: float) -> LinkProfile:
@@ -58,10 +59,12 @@ def factor_needed(cores: dict, threads: dict, ncpu: int, margin: float = 1.0) ->
 
 def choose_factor(cores: dict, threads: dict, ncpu: int, max_factor: float,
                   why: dict | None = None, margin: float = 1.0) -> float:
-    """The smallest whole k that fits (factor_needed rounded up); above `max_factor` the
-    scenario is refused, naming what needs it (`why`: role -> how its cores were found)."""
+    """The smallest k in steps of FACTOR_STEP that fits (factor_needed rounded up); above
+    `max_factor` the scenario is refused, naming what needs it (`why`: role -> how its cores
+    were found). Not rounded to a whole k: a run lasts k times its virtual time, and the
+    paper regime needs x1.33 here, which whole factors made x2 (50% longer than needed)."""
     need = factor_needed(cores, threads, ncpu, margin)
-    k = float(math.ceil(need - 1e-9))
+    k = round(math.ceil(need / FACTOR_STEP - 1e-9) * FACTOR_STEP, 6)
     if k > max_factor:
         parts = [f"{role} {cores[role]:.3g} core(s){f' ({why[role]})' if why and role in why else ''}"
                  for role in cores]

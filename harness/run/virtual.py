@@ -15,7 +15,7 @@ import dataclasses
 import os
 
 from harness.config import Scenario, dilation_of
-from harness.emulation.dilation import check_rtt, choose_factor, factor_needed
+from harness.emulation.dilation import FACTOR_STEP, check_rtt, choose_factor, factor_needed
 from harness.errors import HarnessError
 from harness.run.pacing import PACE_MARGIN
 
@@ -45,7 +45,8 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
                                       f"{'; '.join(why.values()) or 'the cores of both hosts'}")
         else:
             k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why, margin)
-            how = "chosen automatically: the smallest whole factor that fits this machine" + (
+            how = (f"chosen automatically: the smallest factor in steps of {FACTOR_STEP:g} that "
+                   f"fits this machine") + (
                 f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
     elif c.pace and c.over_ceiling != "cap":
         short = [r for r, n in cores.items() if n * PACE_MARGIN / k > threads[r] + 1e-9]
