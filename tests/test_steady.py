@@ -120,6 +120,17 @@ def test_a_full_queue_keeps_the_source_s_rate_the_pipeline_s():
     assert abs(s["est_s"] - alone["est_s"]) <= alone["est_ci_s"]
 
 
+
+def test_a_source_without_a_ci_leaves_the_larger_estimate():
+    """An edge held up for its first four batches (MSER sets them aside, leaving four steady
+    intervals: no CI) and a cloud keeping pace: the latency does not grow, but the source
+    has no CI to offer, so the larger estimate stands with its CI, as before the slope rule."""
+    edge = [0.7 * (k + 1) for k in range(4)] + [2.8 + 0.5 * k for k in range(1, 6)]
+    cloud = [t + 0.3 for t in edge]
+    s = steady_state(cloud, 0.0, 100, source=edge)
+    assert s["latency_slope_s"] == pytest.approx(0.0, abs=1e-9)
+    assert s["bound"] == "completions" and s["interval_ci_s"] > 0
+
 def test_latency_trend_is_a_least_squares_slope_with_its_ci():
     assert latency_trend([1.0, 1.5, 2.0, 2.5]) == (pytest.approx(0.5), pytest.approx(0.0, abs=1e-12))
     slope, half = latency_trend([0.0, 0.1, 0.0, 0.1, 0.0])

@@ -120,7 +120,9 @@ def steady_state(completions: list[float], start: float, n_full: int,
     transfer held up once and caught up only widens their CI (measured: VGG-16 on 4g, an edge
     paced at 1.608 s per batch, one transfer 0.26 s late and the next one early; both
     estimates 1256.4 s, 2.5 ms apart; the completions' CI +-19.7%, the source's +-0.0%).
-    `completions_est_s` and `latency_slope_s` (with `latency_slope_ci_s`) say what decided.
+    A source whose own steady part is too short for a CI (MSER set a long start-up aside)
+    keeps the larger estimate, as before. `completions_est_s` and `latency_slope_s` (with
+    `latency_slope_ci_s`) say what decided.
     """
     out = _extrapolate(completions, start, n_full)
     out["bound"] = "completions"
@@ -133,7 +135,8 @@ def steady_state(completions: list[float], start: float, n_full: int,
     slope, slope_ci = latency_trend(lags)
     est = src["est_s"] + max(latency, 0.0)
     out.update(completions_est_s=out["est_s"], latency_slope_s=slope, latency_slope_ci_s=slope_ci)
-    keeps_pace = slope - slope_ci <= 0          # NaN (too few batches): not shown to keep pace
+    # NaN (too few batches) is not shown to keep pace; nor is a source without a CI of its own
+    keeps_pace = slope - slope_ci <= 0 and src["interval_ci_s"] == src["interval_ci_s"]
     if est > out["est_s"] or keeps_pace:
         interval = src["interval_s"]
         out.update(interval_s=interval, interval_ci_s=src["interval_ci_s"], est_s=est,

@@ -84,7 +84,7 @@ def calibrate_pair(link, scenario, role: str, device, max_cores: float, arch: st
         wanted = full * full_cores / target
         if wanted > max_cores:
             raise HarnessError(
-                f"compute.{role}_device: {device.name} would need {wanted:.1f} cores of this "
+                f"compute.{role}_device: {device.name} would need {wanted:.2f} cores of this "
                 f"machine for {arch}@{split} (target {target * 1e3:.3g} ms per batch at time "
                 f"dilation x{k:g}, {full * 1e3:.3g} ms at {full_cores:g} core); at most "
                 f"{max_cores:.2f} can be given to the {role}: set a larger compute.dilation "
