@@ -3,8 +3,9 @@ import dataclasses
 
 import pytest
 
-from harness.predict.runtime import (WIRE_EFFICIENCY, Costs, LinkRates, Sizes, costs_from_profile,
-                                   predict, sizes_for, slowdown)
+from harness.emulation.links import WIRE_EFFICIENCY
+from harness.predict.runtime import Costs, Sizes, costs_from_profile, predict, sizes_for, slowdown
+from harness.predict.transfer import LinkRates
 
 C = Costs(edge_fwd_s=0.1, edge_bwd_s=0.2, head_s=0.05, cloud_s=0.3, full_edge_s=1.0, full_cloud_s=0.5)
 FAST = LinkRates(up_Bps=1e9, down_Bps=1e9, d_up_s=0.0, d_down_s=0.0)

@@ -17,7 +17,8 @@ from harness.emulation.tracelink import (OPPORTUNITY_B, TraceLink, constant_time
                                          window_mbps)
 from harness.emulation.traces import load_trace, parse_trace
 from harness.errors import HarnessError
-from harness.predict.runtime import Costs, LinkRates, Sizes, predict
+from harness.predict.runtime import Costs, Sizes, predict
+from harness.predict.transfer import LinkRates
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = OPPORTUNITY_B          # one full-size frame: exactly one opportunity
@@ -170,7 +171,7 @@ def test_generator_refuses_bad_arguments_in_one_line(tmp_path, capsys):
 
 def test_model_on_a_trace_integrates_capacity_and_adds_outages():
     from harness.predict.varying import predict_varying, rates_over, stall_s
-    from harness.predict.runtime import LinkRates
+    from harness.predict.transfer import LinkRates
     fixed = load_profile("3g")
     as_trace = dataclasses.replace(fixed, outages=((0.0, 1e-9, "down"),))   # fixed rate via daemon
     base = LinkRates.from_profile(fixed)

@@ -14,8 +14,8 @@ from harness.emulation.links import LinkProfile
 from harness.predict.costs import load_or_measure
 from harness.emulation.devices import load_device
 from harness.predict.targets import CAP_MARGIN, capped_costs, device_costs
-from harness.predict.runtime import (LinkRates, Prediction, costs_from_profile, predict, scaled,
-                                     sizes_for)
+from harness.predict.runtime import Prediction, costs_from_profile, predict, scaled, sizes_for
+from harness.predict.transfer import LinkRates
 from harness.train.data import SPECS
 
 
