@@ -276,7 +276,9 @@ def test_doctor_report_format():
 
 @pytest.fixture
 def clean_before_after():
-    assert leftovers() == [], "leftovers from an earlier run: run python -m harness.emulation.netclean"
+    assert leftovers() == [], (f"a live emulation ({netclean.live_emulation()})"
+                               if netclean.live_emulation() else
+                               "leftovers from an earlier run: run python -m harness.emulation.netclean")
     yield
     assert leftovers() == []
 

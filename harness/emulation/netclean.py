@@ -9,10 +9,16 @@ iptables rules tagged `hierbench`, and worker FIFO directories and cluster nodes
 run directories whose owner is gone (`/tmp/hierbench-fifo-<pid>-*`, `/tmp/hierbench-node-
 <pid>-*`). Unlike `mn -c` it never kills by broad name, so another
 Mininet user on the machine is left alone. Every process is addressed by its pid.
+
+The hosts' names, links and cgroups are fixed, so one emulation runs on a machine at a time:
+a live one holds `emulation_lock` (a flock the kernel releases when its process dies), and
+cleaning is refused while another process holds it, since what would be removed is that
+emulation's, not a crash's.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -21,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness.errors import HarnessError
 
 HOSTS = ("edge", "cloud")
 FIFO_PREFIX = "hierbench-fifo-"          # + the harness's pid (harness.run.prefork's FIFOs)
@@ -32,6 +40,46 @@ WORKER_MODULES = ("harness.workers.edge", "harness.workers.cloud", "harness.work
                   "harness.edge", "harness.cloud")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset")
+LOCK_NAME = "hierbench-emulation.lock"   # in the temp directory: held while an emulation lives
+
+
+def _lock_path() -> Path:
+    return Path(tempfile.gettempdir()) / LOCK_NAME
+
+
+def live_emulation() -> str | None:
+    """Which other live process holds the emulation lock ("pid N: its command"), or None."""
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if pid == str(os.getpid()):
+            return None                   # this process's own emulation
+        text = _read(Path(f"/proc/{pid}/cmdline")).replace(b"\0", b" ").decode(errors="replace")
+        return f"pid {pid or '(being written)'}: {' '.join(text.split())[:80]}"
+    finally:
+        os.close(fd)                      # and with it a shared lock just taken
+
+
+@contextlib.contextmanager
+def emulation_lock():
+    """Hold the machine's emulation lock for the body; HarnessError if another process holds it."""
+    fd = os.open(_lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HarnessError(f"another emulation is running on this machine "
+                               f"({live_emulation() or 'its pid unknown'}): hosts edge and cloud "
+                               f"are in use; wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)                      # releases the lock
 
 
 def _read(path: Path) -> bytes:
@@ -154,7 +202,12 @@ def _kill_pids(pids: list[int], grace_s: float = 2.0) -> None:
 
 
 def clean() -> list[str]:
-    """Remove our leftovers; returns what was removed (still-present items stay in leftovers())."""
+    """Remove our leftovers; returns what was removed (still-present items stay in leftovers()).
+    HarnessError, removing nothing, while another process's emulation is live."""
+    live = live_emulation()
+    if live:
+        raise HarnessError(f"an emulation is running on this machine ({live}); its hosts, links "
+                           f"and daemons are not leftovers: nothing removed")
     removed, procs = [], _processes()
     _kill_pids([pid for pid, _ in procs])
     removed += [f"killed process {pid}: {why}" for pid, why in procs]

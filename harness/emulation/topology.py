@@ -24,7 +24,8 @@ from mininet.node import CPULimitedHost
 
 from harness.config import ComputeConfig
 from harness.emulation.links import LinkProfile, load_profile
-from harness.emulation.netclean import MARKER_ENV, RULE_TAG, clean, leftovers, remove_cgroups
+from harness.emulation.netclean import (MARKER_ENV, RULE_TAG, clean, emulation_lock, leftovers,
+                                        remove_cgroups)
 from harness.emulation.plan import CFS_PERIOD_US, cfs_cores, offloads, plan, tc_rate_mbps
 from harness.errors import HarnessError
 from harness.paths import REPO
@@ -53,8 +54,7 @@ class EmulatedLink:
     def cloud(self):
         return self.host("cloud")
 
-    edge_ip = IPS["edge"]
-    cloud_ip = IPS["cloud"]
+    edge_ip, cloud_ip = IPS["edge"], IPS["cloud"]
 
     def host(self, role: str):
         """The Mininet host for 'edge' or 'cloud'."""
@@ -148,8 +148,10 @@ class EmulatedLink:
 
 
 def _stop_net(net: Mininet) -> None:
-    """net.stop(), or, if a host shell is busy (interrupted cmd), kill the shells directly."""
-    if not any(host.waiting for host in net.hosts):
+    """net.stop(), or, if a host shell is busy (interrupted cmd) or gone (net.stop would wait
+    for its output forever), kill the shells directly."""
+    gone = any(getattr(h, "shell", None) is None or h.shell.poll() is not None for h in net.hosts)
+    if not gone and not any(host.waiting for host in net.hosts):
         with contextlib.suppress(Exception):
             net.stop()
             return
@@ -258,21 +260,21 @@ def emulated_link(profile: LinkProfile | str, compute: ComputeConfig | None = No
     profile = load_profile(profile) if isinstance(profile, str) else profile
     compute = compute or ComputeConfig()
     edge_p, cloud_p, emulation = plan(profile, compute, tcp_cc=tcp_cc)
-    stale = leftovers()
-    if stale:       # a crashed run's hosts, links, daemons or rules: remove them first (mn -c)
-        emulation["cleaned_at_start"] = clean()
-        if leftovers():
-            raise HarnessError(f"leftovers of an earlier run could not be removed: {leftovers()[0]} "
-                               f"(try: run_bench.py clean)")
-    link = EmulatedLink(profile, emulation)
-    try:
-        _build(link, edge_p, cloud_p, compute)
-        if not emulation["netem"]:
-            _start_impairments(link, edge_p, cloud_p, allow_no_delay)
-        _verify_applied(link, edge_p, cloud_p)
-        yield link
-    finally:
-        link.stop()
+    with emulation_lock():      # one emulation per machine: another live one is refused
+        if leftovers():         # a crashed run's hosts, links, daemons or rules: remove them (mn -c)
+            emulation["cleaned_at_start"] = clean()
+            if leftovers():
+                raise HarnessError(f"leftovers of an earlier run could not be removed: "
+                                   f"{leftovers()[0]} (try: run_bench.py clean)")
+        link = EmulatedLink(profile, emulation)
+        try:
+            _build(link, edge_p, cloud_p, compute)
+            if not emulation["netem"]:
+                _start_impairments(link, edge_p, cloud_p, allow_no_delay)
+            _verify_applied(link, edge_p, cloud_p)
+            yield link
+        finally:
+            link.stop()
 
 
 def _start_impairments(link: EmulatedLink, edge_p: dict, cloud_p: dict, allow_no_delay: bool) -> None:
