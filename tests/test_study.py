@@ -200,6 +200,42 @@ def test_auto_by_runtime_picks_the_models_fastest_split_per_link_beside_fixed_on
     assert all("by the runtime model" in ln and "accuracy not considered" in ln for ln in lines)
 
 
+def test_a_dilated_run_picks_its_splits_again_under_the_tcp_its_workers_use():
+    """The picks model the workers' TCP (the kernel's default when tcp_cc is unset); when
+    dilation turns BBR into reno they are made again under reno, with figures the cases'
+    own predictions share (the paper table's model column), and the dilation kept."""
+    from types import SimpleNamespace
+
+    from harness.emulation.links import resolve_links
+    from harness.emulation.plan import workers_cc
+    from harness.predict.splits import predict_case
+    from harness.run.virtual import picks_under_cc
+    from harness.study.select import resolve_auto
+    s = parse_scenario({"name": "x", "model": {"arch": "vgg16", "split": ["auto", "conv2"]},
+                        "links": ["3g"], "selection": {"by": "runtime"},
+                        "dataset": {"name": "fashion_mnist", "subset": 6400},
+                        "measure": {"timing_batches": 10}})
+    s, profiles = resolve_links(s)
+    lines = []
+    opts = SimpleNamespace(echo=lines.append, resolve=lambda sc, pr: resolve_auto(sc, pr, lines.append))
+    first = opts.resolve(s, profiles)
+    assert f"s modelled with TCP {workers_cc(None)}, fastest of" in lines[0]
+    assert picks_under_cc(first, s, profiles, opts) is first and len(lines) == 1
+    dilated = dataclasses.replace(first, tcp_cc="reno",
+                                  compute=dataclasses.replace(first.compute, dilation=1.3))
+    out = picks_under_cc(dilated, s, profiles, opts)
+    assert lines[1].startswith("split: auto picked again with TCP reno")
+    assert "s modelled with TCP reno, fastest of" in lines[2] and len(lines) == 3
+    assert out.tcp_cc == "reno" and out.compute.dilation == 1.3
+    (_, _, pick), = out.picked_splits
+    case = next(c for c in s.cases())
+    case = dataclasses.replace(case, model=dataclasses.replace(case.model, split=pick),
+                               method="hierarchical", link="3g")
+    reno_s = predict_case(case, profiles["3g"], 100, bbr=False).total_s
+    assert f"{pick}: {reno_s:.1f} s modelled with TCP reno" in lines[2]
+    assert {c.model.split for c in out.cases()} == {pick, "conv2"}
+
+
 def test_auto_without_a_cached_study_says_so_before_any_work(tmp_path, monkeypatch):
     from harness.emulation.links import resolve_links
     from harness.errors import HarnessError

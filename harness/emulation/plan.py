@@ -45,7 +45,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
                                  "sender's netem)",
         "offloads_requested": "off (gro, tx, rx, tso, gso)",   # what ethtool reports: *_offloads
         # sysctl inside a Mininet host fails (EPERM): a chosen one is set per socket by workers
-        "tcp_cc": _tcp_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
+        "tcp_cc": workers_cc(tcp_cc), "tcp_cc_set": "per socket (TCP_CONGESTION)" if tcp_cc else "kernel default",
         "edge_cpu_fraction": shares["edge"] / ncpu, "cloud_cpu_fraction": shares["cloud"] / ncpu,
         "edge_cores": shares["edge"], "cloud_cores": shares["cloud"], "cpu_count": ncpu,
         "dilation": k,
@@ -68,7 +68,7 @@ def plan(profile: LinkProfile, compute: ComputeConfig, *, tcp_cc: str | None = N
     return edge, cloud, emulation
 
 
-def _tcp_cc(wanted: str | None) -> str:
+def workers_cc(wanted: str | None) -> str:
     """The congestion control workers will use: the requested one (checked) or the default."""
     with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as fh:
         available = fh.read().split()

@@ -33,7 +33,7 @@ from harness.run.progress import Progress, acc_text, pace_text, steady_text
 from harness.run.reuse import REASONS, reuse_case, reuse_key
 from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
-from harness.run.virtual import resolve_dilation
+from harness.run.virtual import picks_under_cc, resolve_dilation
 from harness.run.window import LinkClock, Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
@@ -53,8 +53,8 @@ class Options:
 
 def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object, object]:
     """Profiles, data and emulation prerequisites; returns (scenario, profiles, train, test)."""
-    scenario, profiles = resolve_links(scenario)
-    scenario = opts.resolve(scenario, profiles)
+    unpicked, profiles = resolve_links(scenario)
+    scenario = opts.resolve(unpicked, profiles)
     if not opts.emulate:   # no shaping: one unshaped "link", named for what it is
         scenario, profiles = dataclasses.replace(scenario, links=("loopback",)), {}
         if scenario.compute.pace:
@@ -75,7 +75,8 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
                                f"'run_bench.py doctor' for fixes, or pass --loopback for an "
                                f"unshaped run")
         _warm_profiles(scenario, opts)
-    return resolve_dilation(scenario, profiles, opts), profiles, train, test
+    resolved = picks_under_cc(resolve_dilation(scenario, profiles, opts), unpicked, profiles, opts)
+    return resolved, profiles, train, test
 
 
 def _warm_profiles(scenario: Scenario, opts: Options) -> None:

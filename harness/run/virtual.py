@@ -21,8 +21,8 @@ from harness.run.pacing import PACE_MARGIN
 
 
 def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
-    """The scenario with compute.dilation a number: 'auto' becomes the smallest whole factor
-    that fits this machine (devices: the cores the runtime model's timed costs say they need,
+    """The scenario with compute.dilation a number: 'auto' becomes the smallest factor (in
+    tenths) that fits this machine (devices: the cores the runtime model's timed costs say they need,
     plus the calibration's tolerance); refused above compute.max_dilation or when it would
     stretch a link's RTT past the workers' handshake budget."""
     c = scenario.compute
@@ -111,6 +111,24 @@ def _dilated_cc(scenario: Scenario, k: float, opts) -> Scenario:
                   f"x{k:g} and {BBR_DILATED}")
         return dataclasses.replace(scenario, tcp_cc="reno")
     return scenario
+
+
+def picks_under_cc(resolved: Scenario, unpicked: Scenario, profiles: dict, opts) -> Scenario:
+    """model.split: auto picked again when dilation changed the workers' TCP (BBR to reno), so
+    the runtime model's picks and figures are those for the TCP this run uses; the factor does
+    not depend on the picks (devices' cores come from whole networks)."""
+    if resolved.tcp_cc == unpicked.tcp_cc or not resolved.picked_splits:
+        return resolved
+    opts.echo(f"split: auto picked again with TCP {resolved.tcp_cc}, which this dilated run's "
+              f"workers use:")
+    again = opts.resolve(dataclasses.replace(unpicked, tcp_cc=resolved.tcp_cc), profiles)
+    out = dataclasses.replace(resolved, splits=again.splits, chosen_splits=again.chosen_splits,
+                              picked_splits=again.picked_splits)
+    shown = set(capped_lines(resolved))
+    for line in capped_lines(out):
+        if line not in shown:
+            opts.echo(line)
+    return out
 
 
 def capped_lines(scenario: Scenario) -> list[str]:

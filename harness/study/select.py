@@ -63,8 +63,8 @@ def candidates_for(scenario: Scenario, arch: str, link_name: str, link) -> list[
         conv = converged_for(case)
         if conv is None or conv["gap"] != conv["gap"]:
             continue
-        runtime = predict_case(case, link, budget_batches(scenario),
-                               scenario.training.epochs).total_s
+        runtime = predict_case(case, link, budget_batches(scenario), scenario.training.epochs,
+                               bbr=_cc(scenario) == "bbr").total_s
         out.append(Candidate(split, -conv["gap"], conv["gap_ci"], runtime))
     return out
 
@@ -78,12 +78,20 @@ def by_runtime(scenario: Scenario, arch: str, link_name: str, link) -> tuple[str
         model = dataclasses.replace(scenario.model, arch=arch, split=split)
         case = Case(scenario.dataset, model, scenario.training, scenario.compute,
                     "hierarchical", scenario.codecs[0], link_name)
-        times[split] = predict_case(case, link, budget_batches(scenario),
-                                    scenario.training.epochs).total_s
+        times[split] = predict_case(case, link, budget_batches(scenario), scenario.training.epochs,
+                                    bbr=_cc(scenario) == "bbr").total_s
     best = min(times, key=times.get)
     runner_up = sorted(times.values())[1] if len(times) > 1 else float("nan")
-    return best, (f"{best}: {times[best]:.1f} s modelled, fastest of {len(times)} splits by the "
-                  f"runtime model (next {runner_up:.1f} s; accuracy not considered)")
+    return best, (f"{best}: {times[best]:.1f} s modelled with TCP {_cc(scenario)}, fastest of "
+                  f"{len(times)} splits by the runtime model (next {runner_up:.1f} s; accuracy "
+                  f"not considered)")
+
+
+def _cc(scenario: Scenario) -> str:
+    """The congestion control the workers will use: the scenario's, or the kernel's default
+    (a dilated run then picks again under reno: harness.run.virtual.picks_under_cc)."""
+    from harness.emulation.plan import workers_cc
+    return workers_cc(scenario.tcp_cc)
 
 
 def budget_batches(scenario: Scenario) -> int:
