@@ -24,6 +24,16 @@ def test_a_message_after_idle_restarts_from_the_initial_window_under_reno():
     # a gap within the RTO (RTT + rto_min) keeps the window: the rate alone
     assert link.message_s(131_752, link.up_Bps, idle_s=0.06 + RTO_MIN_S - 0.01) == \
         pytest.approx(131_752 / link.up_Bps)
+    # two RTOs halve the last message's window twice: 263.5 kB / 4 still covers the 42 kB
+    # product (measured: 262 kB messages over wifi after two-RTO gaps went at the rate)
+    assert link.message_s(131_752, link.up_Bps, idle_s=2 * 0.26 + 0.01) == \
+        pytest.approx(131_752 / link.up_Bps)
+    # seven halve it below the initial window: slow start from 10 segments, as above
+    assert link.restart_s(131_752, link.up_Bps, 7 * 0.26 + 0.01) == \
+        pytest.approx(link.restart_s(131_752, link.up_Bps))
+    # in between, slow start from what is left: 263.5 kB / 2^4 = 16.5 kB, 33 kB, then the rate
+    assert link.restart_s(131_752, link.up_Bps, 4 * 0.26 + 0.01) == pytest.approx(
+        2 * 0.06 + (131_752 - 3 * 131_752 * 2 / 16) / link.up_Bps)
     # a message that fits the first windows pays their round trips only
     assert link.restart_s(INITIAL_WINDOW_B, link.up_Bps) == pytest.approx(
         INITIAL_WINDOW_B / link.up_Bps)

@@ -150,7 +150,11 @@ def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Predicti
     per = t_e + up + link.d_up_s + c.cloud_s + down + link.d_down_s
     parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,
              "downlink": down + link.d_down_s}
-    first = 0.0 if link.idle_restarts(idle_up) else link.start_up_s(s.act_b)   # else in `up`
+    # the first message starts a fresh connection: from the initial window, as after a long gap
+    restarted = (link.message_s(s.act_b, link.up_Bps, 0.0, idle_up)
+                 - link.message_s(s.act_b, link.up_Bps))
+    first = (link.restart_s(s.act_b, link.up_Bps) - s.act_b / link.up_Bps - restarted
+             if link.restart else link.start_up_s(s.act_b))
     return Prediction("split", total_n * per + first,
                       _busy(total_n, t_e, up, c.cloud_s, down),
                       max(parts, key=parts.get) + " (sequential)")

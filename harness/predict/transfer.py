@@ -41,13 +41,17 @@ Assumptions (each one a term the emulation may show to be missing):
   without a loss from the tenth on, not 0.32 s; ss: estimate 2.95-3.12 Mbit/s, b / RTT =
   3.5); the first messages, before STARTUP ends, at that pace too.
 - Restart after idle, cubic/reno (Linux's tcp_slow_start_after_idle, on by default): a
-  message sent after more than an RTO of silence (RTT + rto_min's 200 ms) starts again from
-  the 10-segment window, which doubles each round trip until it covers the bandwidth-delay
-  product; then the rate carries the rest. Split learning's messages, both ways, pay it every
-  batch (a time-dilated run uses reno). The window is taken as fully reset: a gap of only a
-  few RTOs halves it that many times, so such a message is modelled a little long. Measured,
-  VGG-16 conv13 over 4g at x1.3, reno (virtual seconds): 131.7 kB activations up in 0.274 s
-  (modelled 0.276, the rate alone 0.218), 131 kB gradients down in 0.232 s (0.229, 0.115).
+  message sent after more than an RTO of silence (RTT + rto_min's 200 ms) finds its window
+  halved once per RTO of the gap, down to the 10-segment initial window (tcp_cwnd_restart);
+  it was min(twice the message, bandwidth-delay product + queue) when the message before
+  ended (slow start grows it while it is in use; a loss caps it near what the path holds).
+  Below the bandwidth-delay product, the window doubles each round trip until it covers it;
+  then the rate carries the rest. Split learning's messages, both ways, pay it every batch
+  where the rest of the batch lasts several RTOs (a time-dilated run uses reno). Measured:
+  VGG-16 conv13 over 4g at x1.3 (virtual seconds, gaps of seconds): 131.7 kB activations up
+  in 0.274 s (modelled 0.276, the rate alone 0.218), 131 kB gradients down in 0.232 s (0.229,
+  0.115); VGG-16/4 conv7 at x1, 262 kB each way: over 3g (gaps of 5-7 RTOs) 3.80 s a batch,
+  3.64 at the rates alone, over wifi (2 RTOs) at the rates alone.
 - BBR's PROBE_RTT: a flow whose minimum-RTT estimate is 10 s old holds 4 packets in flight
   for 200 ms plus a round trip. Every transfer time is stretched by 1 + (0.2 s + RTT) / 10 s
   (measured on a busy flow: 0.31 s lost per 10 s on 3g, 0.26 s on 4g; modelled 0.35, 0.26).
@@ -86,6 +90,7 @@ class LinkRates:
     probe_rtt_s: float = 0.0  # seconds a busy BBR flow loses per 10 s (0: not modelled)
     bbr: bool = False         # BBR: a message after idle is paced (message_s)
     restart: bool = False     # loss-based (cubic, reno): a message after idle restarts slow start
+    queue_b: float = 0.0      # the bottleneck queue, payload bytes (caps the window: restart)
 
     @property
     def rtt_s(self) -> float:
@@ -119,10 +124,13 @@ class LinkRates:
         a loss-based congestion control and a gap longer than the RTO (module docstring)."""
         return self.restart and idle_s > self.rtt_s + RTO_MIN_S
 
-    def restart_s(self, message_b: float, rate_Bps: float) -> float:
-        """Seconds a message spends being sent from the initial window: a round trip per
-        doubling while the window is below the bandwidth-delay product, then the rate."""
-        bdp, sent, t, window = rate_Bps * self.rtt_s, 0.0, 0.0, INITIAL_WINDOW_B
+    def restart_s(self, message_b: float, rate_Bps: float, idle_s: float = math.inf) -> float:
+        """Seconds a message spends being sent after `idle_s` of silence: from the window the
+        gap left (module docstring), a round trip per doubling while it is below the
+        bandwidth-delay product, then the rate."""
+        bdp, sent, t = rate_Bps * self.rtt_s, 0.0, 0.0
+        halvings = min(64.0, idle_s // (self.rtt_s + RTO_MIN_S))
+        window = max(INITIAL_WINDOW_B, min(2 * message_b, bdp + self.queue_b) / 2 ** halvings)
         while window < bdp and sent + window < message_b:
             sent, t, window = sent + window, t + self.rtt_s, window * 2
         return t + (message_b - sent) / rate_Bps
@@ -131,12 +139,12 @@ class LinkRates:
                   idle_s: float = 0.0) -> float:
         """Seconds a stop-and-wait message sent after `idle_s` of silence on its direction
         spends being sent: its size at the rate, stretched for PROBE_RTT; under cubic/reno
-        after a gap beyond the RTO, slow start from the initial window (restart_s); under BBR
+        after a gap beyond the RTO, slow start from the window it left (restart_s); under BBR
         at least the paced time after idle: RTT / (g - 1) while STARTUP lasts, one round trip
         once a lossy direction has ended it (module docstring)."""
         t = message_b / rate_Bps * self.stretch
         if self.idle_restarts(idle_s):
-            return max(t, self.restart_s(message_b, rate_Bps))
+            return max(t, self.restart_s(message_b, rate_Bps, idle_s))
         if not self.bbr:
             return t
         return max(t, self.rtt_s if loss > 0 else self.rtt_s / (BBR_STARTUP_GAIN - 1))
@@ -164,4 +172,5 @@ class LinkRates:
         return cls(p.up_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - up),
                    p.down_mbps * 1e6 / 8 * WIRE_EFFICIENCY * (1 - down),
                    p.up_delay_ms / 1e3, p.down_delay_ms / 1e3, up, down,
-                   BBR_PROBE_RTT_S + rtt_s if bbr else 0.0, bbr, not bbr)
+                   BBR_PROBE_RTT_S + rtt_s if bbr else 0.0, bbr, not bbr,
+                   getattr(p, "queue_packets", 0) * MSS_B)

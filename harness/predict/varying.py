@@ -98,7 +98,7 @@ def split_timeline(link: LinkProfile, c: Costs, s: Sizes, rates: LinkRates, n: i
         else:
             took = payload_b / rate
         if rates.idle_restarts(t - last[d]):     # cubic/reno: slow start again, at the mean rate
-            took += rates.restart_s(payload_b, rate) - payload_b / rate
+            took += rates.restart_s(payload_b, rate, t - last[d]) - payload_b / rate
         took = took * rates.stretch + rates.recovery_s(payload_b, loss, took * rates.stretch)
         last[d] = t + took
         return took
