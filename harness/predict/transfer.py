@@ -129,7 +129,7 @@ class LinkRates:
         gap left (module docstring), a round trip per doubling while it is below the
         bandwidth-delay product, then the rate."""
         bdp, sent, t = rate_Bps * self.rtt_s, 0.0, 0.0
-        halvings = min(64.0, idle_s // (self.rtt_s + RTO_MIN_S))
+        halvings = min(64.0, idle_s // (self.rtt_s + RTO_MIN_S)) if idle_s < math.inf else 64.0
         window = max(INITIAL_WINDOW_B, min(2 * message_b, bdp + self.queue_b) / 2 ** halvings)
         while window < bdp and sent + window < message_b:
             sent, t, window = sent + window, t + self.rtt_s, window * 2
