@@ -151,9 +151,8 @@ def _split(c: Costs, s: Sizes, link: LinkRates, n: int, epochs: int) -> Predicti
     parts = {"edge_compute": t_e, "uplink": up + link.d_up_s, "cloud_compute": c.cloud_s,
              "downlink": down + link.d_down_s}
     # the first message starts a fresh connection: from the initial window, as after a long gap
-    restarted = (link.message_s(s.act_b, link.up_Bps, 0.0, idle_up)
-                 - link.message_s(s.act_b, link.up_Bps))
-    first = (link.restart_s(s.act_b, link.up_Bps) - s.act_b / link.up_Bps - restarted
+    first = (link.restart_s(s.act_b, link.up_Bps)
+             - link.message_s(s.act_b, link.up_Bps, 0.0, idle_up)
              if link.restart else link.start_up_s(s.act_b))
     return Prediction("split", total_n * per + first,
                       _busy(total_n, t_e, up, c.cloud_s, down),

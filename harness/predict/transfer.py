@@ -113,11 +113,19 @@ class LinkRates:
         the window doubles each round trip from INITIAL_WINDOW_B until it covers the
         bandwidth-delay product, a round with a lost segment taking one more (in expectation:
         P(a loss among its segments), module docstring), then the link's rate carries the rest."""
-        bdp, sent, t, window = self.up_Bps * self.rtt_s, 0.0, 0.0, INITIAL_WINDOW_B
-        while window < bdp and sent + window < total_b:
-            again = 1 - (1 - self.loss_up) ** (window / MSS_B)
-            sent, t, window = sent + window * (1 + again), t + self.rtt_s * (1 + again), window * 2
+        t, sent = self._growing(total_b, self.up_Bps, INITIAL_WINDOW_B, self.loss_up)
         return t + max(0.0, total_b - sent) / self.up_Bps * self.stretch + self.d_up_s
+
+    def _growing(self, total_b: float, rate_Bps: float, window: float,
+                 loss: float = 0.0) -> tuple[float, float]:
+        """(seconds, bytes sent) while a window starting at `window` doubles each round trip
+        below the bandwidth-delay product and `total_b` is not yet sent; a round that loses a
+        segment takes one more, in expectation P(a loss among its segments)."""
+        bdp, sent, t = rate_Bps * self.rtt_s, 0.0, 0.0
+        while window < bdp and sent + window < total_b:
+            again = 1 - (1 - loss) ** (window / MSS_B)
+            sent, t, window = sent + window * (1 + again), t + self.rtt_s * (1 + again), window * 2
+        return t, sent
 
     def idle_restarts(self, idle_s: float) -> bool:
         """True when a message after `idle_s` of silence starts again from the initial window:
@@ -128,11 +136,9 @@ class LinkRates:
         """Seconds a message spends being sent after `idle_s` of silence: from the window the
         gap left (module docstring), a round trip per doubling while it is below the
         bandwidth-delay product, then the rate."""
-        bdp, sent, t = rate_Bps * self.rtt_s, 0.0, 0.0
         halvings = min(64.0, idle_s // (self.rtt_s + RTO_MIN_S)) if idle_s < math.inf else 64.0
-        window = max(INITIAL_WINDOW_B, min(2 * message_b, bdp + self.queue_b) / 2 ** halvings)
-        while window < bdp and sent + window < message_b:
-            sent, t, window = sent + window, t + self.rtt_s, window * 2
+        left = min(2 * message_b, rate_Bps * self.rtt_s + self.queue_b) / 2 ** halvings
+        t, sent = self._growing(message_b, rate_Bps, max(INITIAL_WINDOW_B, left))
         return t + (message_b - sent) / rate_Bps
 
     def message_s(self, message_b: float, rate_Bps: float, loss: float = 0.0,

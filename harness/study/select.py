@@ -55,7 +55,7 @@ def candidates_for(scenario: Scenario, arch: str, link_name: str, link) -> list[
     """Every split of `arch` the study cache covers, with its drop and modelled runtime."""
     from harness.predict.splits import predict_case
     from harness.study.reuse import converged_for
-    out = []
+    out, bbr = [], _cc(scenario) == "bbr"
     for split in split_points(arch):
         model = dataclasses.replace(scenario.model, arch=arch, split=split)
         case = Case(scenario.dataset, model, scenario.training, scenario.compute,
@@ -64,7 +64,7 @@ def candidates_for(scenario: Scenario, arch: str, link_name: str, link) -> list[
         if conv is None or conv["gap"] != conv["gap"]:
             continue
         runtime = predict_case(case, link, budget_batches(scenario), scenario.training.epochs,
-                               bbr=_cc(scenario) == "bbr").total_s
+                               bbr=bbr).total_s
         out.append(Candidate(split, -conv["gap"], conv["gap_ci"], runtime))
     return out
 
@@ -73,16 +73,16 @@ def by_runtime(scenario: Scenario, arch: str, link_name: str, link) -> tuple[str
     """The split the runtime model predicts fastest for hierarchical training (selection:
     {by: runtime}; no accuracy constraint) and why (one line)."""
     from harness.predict.splits import predict_case
-    times = {}
+    times, cc = {}, _cc(scenario)
     for split in split_points(arch):
         model = dataclasses.replace(scenario.model, arch=arch, split=split)
         case = Case(scenario.dataset, model, scenario.training, scenario.compute,
                     "hierarchical", scenario.codecs[0], link_name)
         times[split] = predict_case(case, link, budget_batches(scenario), scenario.training.epochs,
-                                    bbr=_cc(scenario) == "bbr").total_s
+                                    bbr=cc == "bbr").total_s
     best = min(times, key=times.get)
     runner_up = sorted(times.values())[1] if len(times) > 1 else float("nan")
-    return best, (f"{best}: {times[best]:.1f} s modelled with TCP {_cc(scenario)}, fastest of "
+    return best, (f"{best}: {times[best]:.1f} s modelled with TCP {cc}, fastest of "
                   f"{len(times)} splits by the runtime model (next {runner_up:.1f} s; accuracy "
                   f"not considered)")
 
