@@ -164,3 +164,41 @@ def test_a_host_slower_than_its_targets_is_refused_with_the_numbers():
     ok["vgg16@conv7"]["both at once"]["cloud"].update(measured_s=0.12, factor=1.2)
     with pytest.raises(HarnessError, match=r"cloud 120 ms real > 100 ms target"):
         pacing.require_paceable(ok)
+
+
+def test_the_run_names_its_tightest_paced_step_and_warns_of_a_step_over_its_target(monkeypatch):
+    # the auto dilation sizes a device's whole network; its parts can sit closer to their
+    # targets (this machine is not equally fast on every layer), so the run prints each span's
+    # target / timed cost, and a span whose target is below it (a sure overrun) as a warning
+    import dataclasses
+    from harness.run.virtual import pace_line
+    device = Costs(edge_fwd_s=0.13, edge_bwd_s=0.39, head_s=0.0, cloud_s=0.001,
+                   full_edge_s=1.3, full_cloud_s=0.01)          # targets under dilation x1.3
+    host = Costs(edge_fwd_s=0.1, edge_bwd_s=0.2, head_s=0.0, cloud_s=0.4, full_edge_s=0.9,
+                 full_cloud_s=0.5)                            # this machine, full speed
+    monkeypatch.setattr("harness.predict.runtime.costs_from_profile",
+                        lambda e, *a: device if e == "device" else host)
+    monkeypatch.setattr("harness.predict.splits.case_costs",
+                        lambda case: (("device", "device"), 1, 1))
+    monkeypatch.setattr("harness.predict.splits.profiles_for", lambda *a: ("host", "host"))
+    s = parse_scenario({"name": "p", "methods": ["hierarchical", "split", "cloud", "edge"],
+                        "compute": {"pace": True, "dilation": 1.3}})
+    s = dataclasses.replace(s, compute=dataclasses.replace(s.compute, modelled=("cloud",)))
+    margins = pacing.step_margins(s.cases())
+    # the cloud is modelled (computes nothing): only the edge's four distinct spans
+    assert [(round(m, 6), name) for m, name in margins] == [
+        (1.3, "vgg16@conv4 split learning's edge forward"),
+        (pytest.approx(1.3 / 0.9), "vgg16@conv4 edge-only's edge step"),
+        (pytest.approx(0.52 / 0.3), "vgg16@conv4 hierarchical training's edge step"),
+        (1.95, "vgg16@conv4 split learning's edge backward")]
+    assert pace_line(s) == (
+        "paced steps: target / this machine's timed cost (cached block costs) from x1.30 "
+        "(vgg16@conv4 split learning's edge forward) to x1.95 (vgg16@conv4 split learning's "
+        "edge backward) under dilation x1.3; a step over its target is an overrun, counted "
+        "per case")
+    host = dataclasses.replace(host, edge_fwd_s=0.15)      # now over its 0.13 s target
+    line = pace_line(s)
+    assert line.startswith("warning: paced steps under dilation x1.3 whose target is below")
+    assert "vgg16@conv4 split learning's edge forward x0.87" in line
+    assert line.endswith("compute.dilation x1.5 or more would fit them")   # 1.3 x 0.15/0.13
+    assert pace_line(parse_scenario({"name": "p"})) is None                # nothing paced

@@ -12,8 +12,11 @@ the target is the runtime model's per-batch time of that step on the virtual dev
 machine's cached block costs at compute.*_cores, or a device profile's FLOPs / sustained rate),
 times the dilation k. Real compute time is recorded beside it (`busy_s`); a step whose real
 compute exceeds its target is an overrun, counted per case and reported (its time is then the
-real one). The auto dilation keeps every target at least PACE_MARGIN times the host's real
-step time, so overruns stay rare. Link, TCP and pipeline behaviour remain fully emulated; what
+real one). The auto dilation gives each paced device's whole network a target PACE_MARGIN
+times this machine's timed cost for it, so overruns stay rare; a part's target can sit closer,
+since this machine is not equally fast on every layer while a device's model is FLOPs at one
+rate (VGG-16's first four convolutions run forward at 1.08x a Jetson Nano's modelled time
+here, the whole network at 0.70x), and the run prints its tightest span (step_margins). Link, TCP and pipeline behaviour remain fully emulated; what
 pacing gives up is the CPU contention between a worker's compute and its own network work.
 """
 from __future__ import annotations
@@ -24,9 +27,9 @@ from harness.analysis.tables import part_label
 from harness.config import Case
 from harness.errors import HarnessError
 
-# Target / real step time that the dilation keeps at least: real steps vary by about +-20%
-# around their cached cost on this machine (see above), so 1.5 leaves room for that drift and
-# for two hosts computing at once.
+# Target / real time of a device's whole network that the dilation keeps at least: real steps
+# vary by about +-20% around their cached cost on this machine (see above), so 1.5 leaves room
+# for that drift, for two hosts computing at once, and for parts slower here than the whole.
 PACE_MARGIN = 1.5
 
 # The compute spans of each method's workers, by role and phase (harness.workers.edge/cloud).
@@ -34,14 +37,30 @@ PACED_STEPS = {"hierarchical": {"edge": ("step",), "cloud": ("step",)},
                "split": {"edge": ("forward", "backward"), "cloud": ("step",)},
                "cloud": {"cloud": ("step",)},
                "edge": {"edge": ("step",)}}
+METHOD_NAMES = {"hierarchical": "hierarchical training", "split": "split learning",
+                "cloud": "cloud-only", "edge": "edge-only"}
 
 
 def pace_targets(case: Case) -> dict:
     """{role: {phase: seconds}} of each compute span of the case's method: the runtime model's
     per-batch costs (predict.splits.case_costs) of the virtual device under the dilation."""
-    from harness.predict.runtime import costs_from_profile
     from harness.predict.splits import case_costs
     profs, edge_cores, cloud_cores = case_costs(case)
+    return _spans(case, profs, edge_cores, cloud_cores)
+
+
+def host_seconds(case: Case) -> dict:
+    """pace_targets' spans as this machine computes them at full speed (its timed block costs
+    at each host's thread count, no share): what a paced step really takes here."""
+    from harness.predict.splits import profiles_for
+    c, m = case.compute, case.model
+    profs = profiles_for(m.arch, m.width, case.dataset.name, case.training.batch_size,
+                         c.edge_threads, c.cloud_threads)
+    return _spans(case, profs, float(c.edge_threads), float(c.cloud_threads))
+
+
+def _spans(case: Case, profs, edge_cores: float, cloud_cores: float) -> dict:
+    from harness.predict.runtime import costs_from_profile
     c = costs_from_profile(profs[0], profs[1], case.model.split, edge_cores, cloud_cores,
                            case.model.exit_head)
     seconds = {("hierarchical", "edge", "step"): c.edge_fwd_s + c.edge_bwd_s + c.head_s,
@@ -54,6 +73,27 @@ def pace_targets(case: Case) -> dict:
     return {role: {phase: round(seconds[(case.method, role, phase)], 6) for phase in phases}
             for role, phases in PACED_STEPS[case.method].items()
             if getattr(case.compute, f"{role}_backend") == "cpu"}   # a GPU's time is its own
+
+
+def step_margins(cases) -> list[tuple[float, str]]:
+    """(target / this machine's timed cost, 'vgg16@conv4 split learning's edge forward') of
+    every distinct paced span of `cases` (modelled roles compute nothing), tightest first. The
+    auto dilation sizes each device's whole network; a part can sit closer to its target,
+    since this machine is not equally fast on every layer while a device's model is FLOPs at
+    one rate."""
+    out = {}
+    for case in cases:
+        if not case.compute.pace:
+            continue
+        host = host_seconds(case)
+        for role, phases in pace_targets(case).items():
+            if role in case.compute.modelled:
+                continue
+            for phase, target in phases.items():
+                name = (f"{case.model.arch}@{case.model.split} {METHOD_NAMES[case.method]}'s "
+                        f"{role} {phase}")
+                out[name] = target / max(host[role][phase], 1e-9)
+    return sorted((margin, name) for name, margin in out.items())
 
 
 def paced(case: Case) -> Case:

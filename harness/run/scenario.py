@@ -33,7 +33,7 @@ from harness.run.progress import Progress, acc_text, pace_text, steady_text
 from harness.run.reuse import REASONS, reuse_case, reuse_key
 from harness.emulation.links import resolve_links
 from harness.emulation.dilation import dilate_profile, label as dilation_label, link_label
-from harness.run.virtual import picks_under_cc, resolve_dilation
+from harness.run.virtual import settle
 from harness.run.window import LinkClock, Window
 from harness.train.batches import batches_per_epoch, load_case_data
 
@@ -75,7 +75,7 @@ def preflight(scenario: Scenario, opts: Options) -> tuple[Scenario, dict, object
                                f"'run_bench.py doctor' for fixes, or pass --loopback for an "
                                f"unshaped run")
         _warm_profiles(scenario, opts)
-    resolved = picks_under_cc(resolve_dilation(scenario, profiles, opts), unpicked, profiles, opts)
+    resolved = settle(scenario, unpicked, profiles, opts)
     return resolved, profiles, train, test
 
 

@@ -12,6 +12,7 @@ refused with the reason.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from harness.config import Scenario, dilation_of
@@ -47,13 +48,14 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
             k = choose_factor(cores, threads, os.cpu_count() or 1, c.max_dilation, why, margin)
             how = (f"chosen automatically: the smallest factor in steps of {FACTOR_STEP:g} that "
                    f"fits this machine") + (
-                f" with paced steps {PACE_MARGIN:g}x their real time" if c.pace else "")
+                f", a paced device's whole network given {PACE_MARGIN:g}x this machine's timed "
+                f"cost for it" if c.pace else "")
     elif c.pace and c.over_ceiling != "cap":
         short = [r for r, n in cores.items() if n * PACE_MARGIN / k > threads[r] + 1e-9]
         if short:
             opts.echo(f"warning: compute.dilation x{k:g} leaves the paced {' and '.join(short)} "
-                      f"less than {PACE_MARGIN:g}x its real step time: expect overruns (counted "
-                      f"per case); 'auto' would choose a factor that fits")
+                      f"less than {PACE_MARGIN:g}x its whole network's real time: expect overruns "
+                      f"(counted per case); 'auto' would choose a factor that fits")
     for profile in profiles.values():
         check_rtt(profile, k)
     scenario = _dilated_cc(scenario, k, opts)
@@ -68,6 +70,38 @@ def resolve_dilation(scenario: Scenario, profiles: dict, opts) -> Scenario:
     for line in capped_lines(resolved):
         opts.echo(line)
     return resolved
+
+
+def settle(scenario: Scenario, unpicked: Scenario, profiles: dict, opts) -> Scenario:
+    """The scenario as it runs: dilation resolved, splits picked under the workers' TCP, and
+    how close its paced steps sit to their targets on this machine (pace_line)."""
+    resolved = picks_under_cc(resolve_dilation(scenario, profiles, opts), unpicked, profiles, opts)
+    line = pace_line(resolved) if opts.emulate else None
+    if line and (not opts.quiet or line.startswith("warning")):
+        opts.echo(line)
+    return resolved
+
+
+def pace_line(scenario: Scenario) -> str | None:
+    """'paced steps: target / this machine's timed cost from x1.20 (vgg16@conv4 split
+    learning's edge forward) to x1.72 ...', or a warning naming the steps whose target is below
+    their timed cost (each will overrun); None when nothing is paced."""
+    from harness.run.pacing import step_margins
+    margins = step_margins(scenario.cases())
+    if not margins:
+        return None
+    k = dilation_of(scenario.compute)
+    short = [(m, name) for m, name in margins if m < 1]
+    if short:
+        return (f"warning: paced steps under dilation x{k:g} whose target is below this "
+                f"machine's timed cost for them (each will overrun, counted per case): "
+                + "; ".join(f"{name} x{m:.2f}" for m, name in short)
+                + f"; compute.dilation x{math.ceil(k / short[0][0] / FACTOR_STEP - 1e-9) * FACTOR_STEP:.3g} "
+                f"or more would fit them")
+    (low, low_name), (high, high_name) = margins[0], margins[-1]
+    return (f"paced steps: target / this machine's timed cost (cached block costs) from "
+            f"x{low:.2f} ({low_name}) to x{high:.2f} ({high_name}) under dilation x{k:g}; a "
+            f"step over its target is an overrun, counted per case")
 
 
 def modelled_roles(c, cores: dict, threads: dict, margin: float, k_max: float) -> tuple:
