@@ -57,14 +57,18 @@ def factor_needed(cores: dict, threads: dict, ncpu: int, margin: float = 1.0) ->
                 *(margin * cores[role] / threads[role] for role in cores)])
 
 
+def round_up(need: float) -> float:
+    """`need` rounded up to a whole number of FACTOR_STEPs (1.248 -> 1.3)."""
+    return round(math.ceil(need / FACTOR_STEP - 1e-9) * FACTOR_STEP, 6)
+
+
 def choose_factor(cores: dict, threads: dict, ncpu: int, max_factor: float,
                   why: dict | None = None, margin: float = 1.0) -> float:
     """The smallest k in steps of FACTOR_STEP that fits (factor_needed rounded up); above
     `max_factor` the scenario is refused, naming what needs it (`why`: role -> how its cores
     were found). Not rounded to a whole k: a run lasts k times its virtual time (measured: the
     paper regime at x1.3, 42.4 min; rounded up to x2, 63.1 min, every runtime within 0.13%)."""
-    need = factor_needed(cores, threads, ncpu, margin)
-    k = round(math.ceil(need / FACTOR_STEP - 1e-9) * FACTOR_STEP, 6)
+    k = round_up(factor_needed(cores, threads, ncpu, margin))
     if k > max_factor:
         parts = [f"{role} {cores[role]:.3g} core(s){f' ({why[role]})' if why and role in why else ''}"
                  for role in cores]

@@ -16,8 +16,8 @@ real one). The auto dilation gives each paced device's whole network a target PA
 times this machine's timed cost for it, so overruns stay rare; a part's target can sit closer,
 since this machine is not equally fast on every layer while a device's model is FLOPs at one
 rate (VGG-16's first four convolutions run forward at 1.08x a Jetson Nano's modelled time
-here, the whole network at 0.70x), and the run prints its tightest span (step_margins). Link, TCP and pipeline behaviour remain fully emulated; what
-pacing gives up is the CPU contention between a worker's compute and its own network work.
+here, the whole network at 0.70x), and the run prints its tightest span (step_margins). Link,
+TCP and pipeline behaviour remain fully emulated; what pacing gives up is the CPU contention between a worker's compute and its own network work.
 """
 from __future__ import annotations
 
@@ -81,10 +81,12 @@ def step_margins(cases) -> list[tuple[float, str]]:
     auto dilation sizes each device's whole network; a part can sit closer to its target,
     since this machine is not equally fast on every layer while a device's model is FLOPs at
     one rate."""
-    out = {}
-    for case in cases:
-        if not case.compute.pace:
+    out, seen = {}, set()
+    for case in cases:      # links and repetitions share a span: each is costed once
+        key = (case.model.arch, case.model.split, case.method)
+        if not case.compute.pace or key in seen:
             continue
+        seen.add(key)
         host = host_seconds(case)
         for role, phases in pace_targets(case).items():
             if role in case.compute.modelled:

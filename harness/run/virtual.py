@@ -12,11 +12,11 @@ refused with the reason.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
 from harness.config import Scenario, dilation_of
-from harness.emulation.dilation import FACTOR_STEP, check_rtt, choose_factor, factor_needed
+from harness.emulation.dilation import (FACTOR_STEP, check_rtt, choose_factor, factor_needed,
+                                        round_up)
 from harness.errors import HarnessError
 from harness.run.pacing import PACE_MARGIN
 
@@ -96,8 +96,7 @@ def pace_line(scenario: Scenario) -> str | None:
         return (f"warning: paced steps under dilation x{k:g} whose target is below this "
                 f"machine's timed cost for them (each will overrun, counted per case): "
                 + "; ".join(f"{name} x{m:.2f}" for m, name in short)
-                + f"; compute.dilation x{math.ceil(k / short[0][0] / FACTOR_STEP - 1e-9) * FACTOR_STEP:.3g} "
-                f"or more would fit them")
+                + f"; compute.dilation x{round_up(k / short[0][0]):g} or more would fit them")
     (low, low_name), (high, high_name) = margins[0], margins[-1]
     return (f"paced steps: target / this machine's timed cost (cached block costs) from "
             f"x{low:.2f} ({low_name}) to x{high:.2f} ({high_name}) under dilation x{k:g}; a "
